@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// newFlagSet returns a flag set that prints its usage to the env's stderr and
+// returns errors instead of exiting.
+func newFlagSet(e *env, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("custinfo "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: custinfo %s %s\n\nflags:\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// stringEnv returns the environment value of key, or def.
+func (e *env) stringEnv(key, def string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// durationEnv returns the environment value of key as a duration, or def.
+func (e *env) durationEnv(key string, def time.Duration) time.Duration {
+	if v := e.getenv(key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// databaseFlag registers --database-url with DATABASE_URL as its default.
+func databaseFlag(fs *flag.FlagSet, e *env) *string {
+	return fs.String("database-url", e.stringEnv("DATABASE_URL", ""),
+		"PostgreSQL connection URL (env DATABASE_URL), e.g. postgres://user@localhost:5432/db")
+}
+
+// connect opens a pool to url, checking that it answers.
+func connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, fmt.Errorf("no database: set --database-url or DATABASE_URL")
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "custinfo"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %w", redactURL(cfg), err)
+	}
+	return pool, nil
+}
+
+func redactURL(cfg *pgxpool.Config) string {
+	c := cfg.ConnConfig
+	return fmt.Sprintf("%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)
+}

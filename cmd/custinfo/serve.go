@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/custinfo/custinfo/internal/httpapi"
+	"github.com/custinfo/custinfo/internal/reload"
+)
+
+type serveFlags struct {
+	databaseURL     string
+	addr            string
+	queryTimeout    time.Duration
+	timestampWindow time.Duration
+	maxBody         int64
+	maxConns        int
+	reloadInterval  time.Duration
+	shutdownTimeout time.Duration
+	logFormat       string
+	logLevel        string
+}
+
+func runServe(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet(e, "serve", "[flags]")
+	var f serveFlags
+	fs.StringVar(&f.databaseURL, "database-url", e.stringEnv("DATABASE_URL", ""), "PostgreSQL connection URL (env DATABASE_URL)")
+	fs.StringVar(&f.addr, "addr", e.stringEnv("CUSTINFO_ADDR", ":8080"), "listen address (env CUSTINFO_ADDR)")
+	fs.DurationVar(&f.queryTimeout, "query-timeout", e.durationEnv("CUSTINFO_QUERY_TIMEOUT", httpapi.DefaultQueryTimeout), "time a lookup's query may take before it answers 500 (env CUSTINFO_QUERY_TIMEOUT)")
+	fs.DurationVar(&f.timestampWindow, "timestamp-window", e.durationEnv("CUSTINFO_TIMESTAMP_WINDOW", httpapi.DefaultTimestampWindow), "accepted clock difference of X-TC-Timestamp, either way (env CUSTINFO_TIMESTAMP_WINDOW)")
+	fs.Int64Var(&f.maxBody, "max-body", httpapi.DefaultMaxBody, "largest accepted request body in bytes")
+	fs.IntVar(&f.maxConns, "pool-max-conns", 0, "largest number of database connections (0: pgx default, or pool_max_conns in the URL)")
+	fs.DurationVar(&f.reloadInterval, "reload-interval", e.durationEnv("CUSTINFO_RELOAD_INTERVAL", reload.DefaultInterval), "periodic config re-read, besides NOTIFY (env CUSTINFO_RELOAD_INTERVAL)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", e.durationEnv("CUSTINFO_SHUTDOWN_TIMEOUT", 15*time.Second), "time to finish in-flight requests on SIGTERM (env CUSTINFO_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&f.logFormat, "log-format", e.stringEnv("CUSTINFO_LOG_FORMAT", "json"), "log format: json or text (env CUSTINFO_LOG_FORMAT)")
+	fs.StringVar(&f.logLevel, "log-level", e.stringEnv("CUSTINFO_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env CUSTINFO_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	logger, err := newLogger(e.stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, f, logger, nil)
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or text", format)
+	}
+}
+
+// serve runs the server until ctx ends, then drains it. ready, when set,
+// receives the listening address (for tests that listen on port 0).
+func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(addr string)) error {
+	pool, err := connect(ctx, f.databaseURL, int32(f.maxConns))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	holder := reload.New(reload.Config{Logger: logger, Pool: pool, Interval: f.reloadInterval})
+	if err := holder.Load(ctx); err != nil {
+		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
+	}
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	reloadDone := make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		_ = holder.Run(runCtx)
+	}()
+	defer func() {
+		stopRun()
+		<-reloadDone
+	}()
+
+	handler := httpapi.New(httpapi.Config{
+		Logger:          logger,
+		SnapshotFunc:    holder.Snapshot,
+		DB:              pool,
+		ReadyFunc:       pool.Ping,
+		TimestampWindow: f.timestampWindow,
+		MaxBody:         f.maxBody,
+		QueryTimeout:    f.queryTimeout,
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      f.queryTimeout + 10*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.addr, err)
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "pid", os.Getpid())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", f.shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}

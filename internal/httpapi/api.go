@@ -1,0 +1,306 @@
+// Package httpapi serves the helpdesk's signed lookups over HTTP with Echo:
+// routes, body limits, the signature check, the one error mapper, health.
+// New returns an http.Handler, so nothing else imports Echo.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/custinfo/custinfo/internal/lookup"
+	"github.com/custinfo/custinfo/internal/phone"
+	"github.com/custinfo/custinfo/internal/signature"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBody         = 64 << 10
+	DefaultTimestampWindow = 5 * time.Minute
+	DefaultQueryTimeout    = 2 * time.Second
+)
+
+// Config wires the handler to the rest of the service.
+type Config struct {
+	Logger *slog.Logger
+	// SnapshotFunc returns the current configuration; nil before the first load.
+	SnapshotFunc func() *lookup.Snapshot
+	// DB runs the lookups' queries.
+	DB lookup.Querier
+	// ReadyFunc reports whether the service can answer lookups (database
+	// reachable, configuration loaded); nil means always ready.
+	ReadyFunc func(ctx context.Context) error
+	// NowFunc is the clock; nil means time.Now.
+	NowFunc         func() time.Time
+	TimestampWindow time.Duration
+	MaxBody         int64
+	QueryTimeout    time.Duration
+	// IPExtractor finds the client address; nil means the socket peer.
+	IPExtractor echo.IPExtractor
+	// DoneFunc, when set, is called once per lookup request after the response
+	// is written (access log, metrics). It must not block.
+	DoneFunc func(*Outcome)
+	// Extra registers more routes (metrics) on the same router.
+	Extra func(e *echo.Echo)
+}
+
+// Outcome describes one answered lookup request.
+type Outcome struct {
+	At        time.Time
+	RequestID string
+	Lookup    string
+	KeyID     int64 // 0 when no key verified the request
+	ClientIP  netip.Addr
+	Status    int
+	Code      string // "ok" on success
+	Latency   time.Duration
+	Query     string // the first matched field's value, in clear: mask before storing
+	Matches   int64
+	Reason    string // why a request failed, for the log; never a secret
+}
+
+type server struct {
+	cfg Config
+}
+
+// New returns the HTTP handler of the service.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NowFunc == nil {
+		cfg.NowFunc = time.Now
+	}
+	if cfg.TimestampWindow <= 0 {
+		cfg.TimestampWindow = DefaultTimestampWindow
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = DefaultQueryTimeout
+	}
+	s := &server{cfg: cfg}
+	e := echo.NewWithConfig(echo.Config{
+		Logger:           cfg.Logger,
+		IPExtractor:      cfg.IPExtractor,
+		HTTPErrorHandler: func(c *echo.Context, err error) { writeError(c, err) },
+	})
+	e.Use(s.logRequests)
+	e.POST("/v1/lookups/:name", s.lookup)
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	if cfg.Extra != nil {
+		cfg.Extra(e)
+	}
+	return e
+}
+
+type outcomeKey struct{}
+
+// logRequests writes the error envelope for a failed request and logs one line
+// per request; lookup requests also go to DoneFunc.
+func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		start := s.cfg.NowFunc()
+		r := c.Request()
+		o := &Outcome{At: start, RequestID: requestID(r), Status: http.StatusOK, Code: "ok"}
+		c.Response().Header().Set("X-Request-Id", o.RequestID)
+		c.Set("outcome", o)
+		err := next(c)
+		if err != nil {
+			ae := writeError(c, err)
+			o.Status, o.Code = ae.Status, ae.Code
+			if o.Reason == "" {
+				o.Reason = err.Error()
+			}
+		}
+		o.Latency = s.cfg.NowFunc().Sub(start)
+		if ip, perr := netip.ParseAddr(c.RealIP()); perr == nil {
+			o.ClientIP = ip
+		}
+		s.logOutcome(r, o)
+		if o.Lookup != "" && s.cfg.DoneFunc != nil {
+			s.cfg.DoneFunc(o)
+		}
+		return nil
+	}
+}
+
+func (s *server) logOutcome(r *http.Request, o *Outcome) {
+	level := slog.LevelInfo
+	if o.Status >= 500 {
+		level = slog.LevelError
+	}
+	if !s.cfg.Logger.Enabled(r.Context(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", o.RequestID),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", o.Status),
+		slog.String("code", o.Code),
+		slog.Float64("latency_ms", float64(o.Latency.Microseconds())/1000),
+		slog.String("client_ip", o.ClientIP.String()),
+	}
+	if o.Lookup != "" {
+		attrs = append(attrs, slog.String("lookup", o.Lookup))
+	}
+	if o.KeyID != 0 {
+		attrs = append(attrs, slog.Int64("key_id", o.KeyID))
+	}
+	if o.Query != "" {
+		attrs = append(attrs, slog.String("query", phone.Mask(o.Query)))
+	}
+	if o.Matches > 0 {
+		attrs = append(attrs, slog.Int64("matches", o.Matches))
+	}
+	if o.Reason != "" {
+		attrs = append(attrs, slog.String("reason", o.Reason))
+	}
+	s.cfg.Logger.LogAttrs(r.Context(), level, "request", attrs...)
+}
+
+// requestID returns the caller's X-Request-Id when it is short and plain,
+// else a new random one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && plainID(id) {
+		return id
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func plainID(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func outcomeOf(c *echo.Context) *Outcome {
+	if o, ok := c.Get("outcome").(*Outcome); ok {
+		return o
+	}
+	return &Outcome{}
+}
+
+// lookup answers POST /v1/lookups/:name.
+func (s *server) lookup(c *echo.Context) error {
+	r := c.Request()
+	o := outcomeOf(c)
+	name := c.Param("name")
+	o.Lookup = name
+	now := s.cfg.NowFunc()
+
+	body, err := readBody(r, s.cfg.MaxBody)
+	if err != nil {
+		return err
+	}
+	tsValues := r.Header.Values("X-TC-Timestamp")
+	if len(tsValues) > 1 {
+		return &signature.TimestampError{Reason: signature.ReasonMalformed, Detail: "X-TC-Timestamp appears more than once"}
+	}
+	ts := ""
+	if len(tsValues) == 1 {
+		ts = tsValues[0]
+	}
+	if _, err := signature.ParseTimestamp(ts, now, s.cfg.TimestampWindow); err != nil {
+		return err
+	}
+
+	snap := s.snapshot()
+	if snap == nil {
+		return errors.New("configuration not loaded yet")
+	}
+	l, ok := snap.Get(name)
+	switch {
+	case !ok:
+		return &deniedError{Reason: "unknown lookup"}
+	case !l.Enabled:
+		return &deniedError{Reason: "lookup is disabled"}
+	}
+	if ip, err := netip.ParseAddr(c.RealIP()); err != nil || !l.Allows(ip) {
+		return &deniedError{Reason: "client address " + c.RealIP() + " is outside allowed_networks"}
+	}
+	keys := snap.Keys(l, now)
+	if len(keys) == 0 {
+		return &deniedError{Reason: "no active key for this lookup"}
+	}
+	auth := r.Header.Values("Authorization")
+	sig := ""
+	if len(auth) == 1 {
+		sig = auth[0]
+	} else if len(auth) > 1 {
+		return &deniedError{Reason: "Authorization appears more than once"}
+	}
+	path, _, _ := strings.Cut(r.RequestURI, "?")
+	key, err := signature.Verify(keys, path, body, ts, sig)
+	if err != nil {
+		return &deniedError{Reason: err.Error()}
+	}
+	o.KeyID = key.ID
+
+	values, err := decodeFields(body, l.Wants)
+	if err != nil {
+		return err
+	}
+	o.Query = values[l.QueryField()]
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	res, err := l.Run(ctx, s.cfg.DB, values)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return &timeoutError{After: s.cfg.QueryTimeout.String(), Err: err}
+		}
+		return err
+	}
+	o.Matches = res.Matches
+	buf := appendData(make([]byte, 0, 256), res.Fields)
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	h.Set("Cache-Control", "no-store")
+	return c.JSONBlob(http.StatusOK, buf)
+}
+
+func (s *server) snapshot() *lookup.Snapshot {
+	if s.cfg.SnapshotFunc == nil {
+		return nil
+	}
+	return s.cfg.SnapshotFunc()
+}
+
+func (s *server) healthz(c *echo.Context) error {
+	return c.JSONBlob(http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+}
+
+func (s *server) readyz(c *echo.Context) error {
+	reason := ""
+	if s.snapshot() == nil {
+		reason = "configuration not loaded"
+	} else if s.cfg.ReadyFunc != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), time.Second)
+		defer cancel()
+		if err := s.cfg.ReadyFunc(ctx); err != nil {
+			reason = err.Error()
+		}
+	}
+	if reason != "" {
+		buf := append([]byte(`{"status":"unavailable","reason":`), appendString(nil, reason)...)
+		return c.JSONBlob(http.StatusServiceUnavailable, append(buf, "}\n"...))
+	}
+	return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
+}

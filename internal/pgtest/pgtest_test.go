@@ -1,0 +1,22 @@
+package pgtest_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/custinfo/custinfo/internal/pgtest"
+)
+
+func TestNewIsMigrated(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	var n int
+	err := pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM information_schema.tables WHERE table_schema = 'custinfo'`).Scan(&n)
+	if err != nil {
+		t.Fatalf("count custinfo tables: %v", err)
+	}
+	if n != 5 {
+		t.Errorf("custinfo tables = %d, want 5", n)
+	}
+}
