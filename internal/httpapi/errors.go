@@ -156,3 +156,15 @@ func writeError(c *echo.Context, err error) apiError {
 	_, _ = c.Response().Write(buf)
 	return ae
 }
+
+// Envelope returns the status and the JSON error envelope the server answers
+// for err, for tools that show an admin what a request would get.
+func Envelope(err error) (int, []byte) {
+	ae := resolve(err)
+	return ae.Status, appendErrorEnvelope(nil, ae)
+}
+
+// DataBody returns the JSON success body for fields.
+func DataBody(fields []lookup.Field) []byte {
+	return appendData(nil, fields)
+}
