@@ -66,7 +66,9 @@ type timeoutError struct {
 	Err   error
 }
 
-func (e *timeoutError) Error() string { return "query timed out after " + e.After + ": " + e.Err.Error() }
+func (e *timeoutError) Error() string {
+	return "query timed out after " + e.After + ": " + e.Err.Error()
+}
 func (e *timeoutError) Unwrap() error { return e.Err }
 
 // apiError is the resolved wire form of an error.

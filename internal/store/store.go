@@ -181,7 +181,6 @@ func ptr(s string) *string {
 	return &s
 }
 
-
 // KeysLastUsed returns, per key id, when the key last verified a request
 // according to the access log. Keys never used are absent.
 func (s *Store) KeysLastUsed(ctx context.Context) (map[int64]time.Time, error) {
