@@ -50,30 +50,33 @@ func (e *Error) Error() string { return "phone: " + e.Reason }
 // that is a valid number wins; failing that, the first that is at least a
 // possible number (right length); failing that, an *Error.
 //
-// The spellings, for +82 10-1234-5678 / +1 415-555-2671 / +44 20 7946 0018:
+// The spellings, in this order (a form equal to an earlier one is not
+// repeated), shown for a KR mobile, a US and a GB London number:
 //
-//  1. E.164                         +821012345678     +14155552671      +442079460018
-//  2. international digits, no '+'  821012345678      14155552671       442079460018
-//     (left out when these digits also read as a different national number)
-//  3. national digits               01012345678       4155552671        02079460018
-//  4. national, library format      010-1234-5678     (415) 555-2671    020 7946 0018
-//  5. international, library format +82 10-1234-5678  +1 415-555-2671   +44 20 7946 0018
-//  6. national significant number  1012345678        (= 3)             2079460018
-//     (national digits without the trunk prefix)
-//  7. national, groups by spaces    010 1234 5678     415 555 2671      (= 4)
-//  8. national, groups by dashes    (= 4)             415-555-2671      020-7946-0018
-//  9. international, groups by spaces +82 10 1234 5678 +1 415 555 2671  (= 5)
-//  10. international, groups by dashes (RFC 3966 without "tel:")
-//     +82-10-1234-5678  +1-415-555-2671   +44-20-7946-0018
-//  11. national, groups by dots     010.1234.5678     415.555.2671      020.7946.0018
+//	 #  form                                KR                 US                 GB
+//	 1  E.164                               +821012345678      +14155552671       +442079460018
+//	 2  international digits, no '+'        821012345678       14155552671        442079460018
+//	 3  national digits                     01012345678        4155552671         02079460018
+//	 4  national, library format            010-1234-5678      (415) 555-2671     020 7946 0018
+//	 5  international, library format       +82 10-1234-5678   +1 415-555-2671    +44 20 7946 0018
+//	 6  national significant number         1012345678         (= 3)              2079460018
+//	    (national digits without trunk prefix)
+//	 7  national, groups split by spaces    010 1234 5678      415 555 2671       (= 4)
+//	 8  national, groups split by dashes    (= 4)              415-555-2671       020-7946-0018
+//	 9  international, split by spaces      +82 10 1234 5678   +1 415 555 2671    (= 5)
+//	10  international, split by dashes      +82-10-1234-5678   +1-415-555-2671    +44-20-7946-0018
+//	    (RFC 3966 without "tel:")
+//	11  national, groups split by dots      010.1234.5678      415.555.2671       020.7946.0018
 //
-// Numbers of non-geographic calling codes (+800, +808, +870, +88x, +979) have
-// no national spellings: only forms 1, 2, 5, 9 and 10. Forms whose digits,
-// given back to Spellings with the number's country as region, would read as
-// a different number are left out (see spellings). A number that is
-// possible (right length) but not valid (libphonenumber knows no such range)
-// gets only the forms that carry its calling code after a '+' (1, 5, 9, 10):
-// without the '+' its digits could as well spell a different number.
+// Form 2 is left out when its digits, read as a national number of the
+// number's country, are a different valid number ("49201000" is both
+// +49 201000 and +49 49201000); likewise forms 3, 4, 7, 8, 11 and form 6 when
+// their digits do not read back as the same number (AR mobiles). Numbers of
+// non-geographic calling codes (+800, +808, +870, +88x, +979) have no
+// national forms: only 1, 2, 5, 9 and 10. A number that is possible (right
+// length) but not valid (libphonenumber knows no such range) gets only the
+// forms that carry its calling code after a '+' (1, 5, 9, 10): without the
+// '+' its digits could as well spell a different number.
 func Spellings(number, region string) ([]string, error) {
 	n, valid, err := parse(number, region)
 	if err != nil {
@@ -134,7 +137,7 @@ func parse(number, region string) (n *phonenumbers.PhoneNumber, valid bool, err 
 			return n, false, nil
 		}
 	}
-	if reg == "" {
+	if reg == "" || firstErr == nil {
 		return nil, false, &Error{Reason: "no region given and the number is not an international number"}
 	}
 	return nil, false, firstErr
