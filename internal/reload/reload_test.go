@@ -1,0 +1,194 @@
+package reload_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/custinfo/custinfo/internal/lookup"
+	"github.com/custinfo/custinfo/internal/pgtest"
+	"github.com/custinfo/custinfo/internal/reload"
+)
+
+const fixture = `
+CREATE TABLE customers (id int PRIMARY KEY, phone text, name text, tier text);
+INSERT INTO customers VALUES (1, '010-1234-5678', '홍길동', 'gold');
+INSERT INTO custinfo.lookups (name, source) VALUES ('customer', 'customers');
+INSERT INTO custinfo.lookup_params (lookup, field, source_column, match, required, default_region)
+VALUES ('customer', 'callNum', 'phone', 'phone', true, 'KR');
+INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VALUES ('customer', 'userName', 'name', 1);
+INSERT INTO custinfo.api_keys (lookup, secret) VALUES ('customer', 'key-one-0123456789');
+`
+
+// start loads the fixture, then runs a Holder whose periodic re-read is too
+// slow to matter, so only NOTIFY can deliver changes within the test.
+func start(t *testing.T) (*pgxpool.Pool, *reload.Holder) {
+	t.Helper()
+	pool := pgtest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := pool.Exec(ctx, fixture); err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	h := reload.New(reload.Config{Pool: pool, Interval: time.Hour, Backoff: 50 * time.Millisecond})
+	if err := h.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return pool, h
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func fieldNames(t *testing.T, pool *pgxpool.Pool, h *reload.Holder) []string {
+	t.Helper()
+	l, ok := h.Snapshot().Get("customer")
+	if !ok {
+		return nil
+	}
+	res, err := l.Run(context.Background(), pool, map[string]string{"callNum": "01012345678"})
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, f := range res.Fields {
+		names = append(names, f.Name)
+	}
+	return names
+}
+
+func TestMappingChangeTakesEffectLive(t *testing.T) {
+	t.Parallel()
+	pool, h := start(t)
+	ctx := context.Background()
+	if got := fieldNames(t, pool, h); len(got) != 1 {
+		t.Fatalf("fields before = %v, want [userName]", got)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VALUES ('customer', 'tier', 'tier', 2)`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "new result field served", func() bool { return len(fieldNames(t, pool, h)) == 2 })
+	if _, err := pool.Exec(ctx, `UPDATE custinfo.lookup_results SET field = 'grade' WHERE field = 'tier'`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "renamed field served", func() bool {
+		got := fieldNames(t, pool, h)
+		return len(got) == 2 && got[1] == "grade"
+	})
+}
+
+func TestRejectedChangeKeepsServing(t *testing.T) {
+	t.Parallel()
+	pool, h := start(t)
+	ctx := context.Background()
+	before := h.Snapshot()
+	_, err := pool.Exec(ctx, `UPDATE custinfo.lookup_params SET match = 'fuzzy' WHERE lookup = 'customer'`)
+	if err == nil {
+		t.Fatal("UPDATE with an invalid match was accepted")
+	}
+	if got := fieldNames(t, pool, h); len(got) != 1 {
+		t.Errorf("after a rejected UPDATE fields = %v, want [userName]", got)
+	}
+	// A change that breaks the mapping is served as a broken lookup, while the
+	// snapshot itself loads; a load that fails keeps the previous snapshot.
+	if _, err := pool.Exec(ctx, `UPDATE custinfo.lookup_results SET source_column = 'nope'`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "broken lookup reported", func() bool {
+		l, ok := h.Snapshot().Get("customer")
+		return ok && l.Broken()
+	})
+	l, _ := h.Snapshot().Get("customer")
+	_, err = l.Run(ctx, pool, map[string]string{"callNum": "01012345678"})
+	var be *lookup.BrokenError
+	if !errors.As(err, &be) {
+		t.Errorf("Run on broken mapping = %v, want *BrokenError", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	good := h.Snapshot()
+	if err := h.Load(cctx); err == nil {
+		t.Fatal("Load with a cancelled context succeeded")
+	}
+	if h.Snapshot() != good {
+		t.Error("a failed Load replaced the snapshot")
+	}
+	if before == good {
+		t.Error("the snapshot never changed")
+	}
+}
+
+func TestKeyRevocationTakesEffect(t *testing.T) {
+	t.Parallel()
+	pool, h := start(t)
+	ctx := context.Background()
+	activeKeys := func() int {
+		l, ok := h.Snapshot().Get("customer")
+		if !ok {
+			return -1
+		}
+		return len(h.Snapshot().Keys(l, time.Now()))
+	}
+	if n := activeKeys(); n != 1 {
+		t.Fatalf("active keys = %d, want 1", n)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, label) VALUES (NULL, 'global-key-0123456789', 'all')`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "added key active", func() bool { return activeKeys() == 2 })
+	if _, err := pool.Exec(ctx, `UPDATE custinfo.api_keys SET revoked_at = now()`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "revoked keys inactive", func() bool { return activeKeys() == 0 })
+	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, expires_at) VALUES ('customer', 'short-lived-0123456789', now() + interval '300 milliseconds')`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "short-lived key active", func() bool { return activeKeys() == 1 })
+	eventually(t, 2*time.Second, "expired key inactive without a reload", func() bool { return activeKeys() == 0 })
+}
+
+func TestListenerReconnects(t *testing.T) {
+	t.Parallel()
+	pool, h := start(t)
+	ctx := context.Background()
+	// Kill every other backend of this database, the listener's among them.
+	var killed int
+	eventually(t, 2*time.Second, "listener connected", func() bool {
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed)
+		return err == nil && killed > 0
+	})
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'`); err != nil {
+		t.Fatal(err)
+	}
+	// A change made while the listener is away is picked up on reconnect, and
+	// later changes arrive by NOTIFY again.
+	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VALUES ('customer', 'tier', 'tier', 2)`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "change seen after reconnect", func() bool { return len(fieldNames(t, pool, h)) == 2 })
+	if _, err := pool.Exec(ctx, `DELETE FROM custinfo.lookup_results WHERE field = 'tier'`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "NOTIFY delivered after reconnect", func() bool { return len(fieldNames(t, pool, h)) == 1 })
+}
