@@ -47,7 +47,8 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	done
 
 run: build ## migrate, load demo data and serve on ADDR against DATABASE_URL (local PostgreSQL, no Docker)
-	@psql "$(DATABASE_URL)" -qc 'SELECT 1' >/dev/null 2>&1 || createdb -h 127.0.0.1 -U postgres custinfo 2>/dev/null || true
+	@url='$(DATABASE_URL)'; db=$${url##*/}; db=$${db%%\?*}; \
+	  psql "$$url" -qc 'SELECT 1' >/dev/null 2>&1 || createdb --maintenance-db="$${url%/*}/postgres" "$$db"
 	DATABASE_URL='$(DATABASE_URL)' $(BIN)/custinfo migrate up
 	DATABASE_URL='$(DATABASE_URL)' $(BIN)/custinfo demo --key $${CUSTINFO_DEMO_KEY:-bf7769e5321448de88838cdb}
 	DATABASE_URL='$(DATABASE_URL)' $(BIN)/custinfo serve --addr '$(ADDR)' --log-format text
