@@ -89,7 +89,7 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	dbURL := databaseFlag(fs, e)
 	rows := fs.Int64("rows", 100000, "number of demo customers")
 	key := fs.String("key", e.stringEnv("CUSTINFO_DEMO_KEY", ""), "demo key to install (env CUSTINFO_DEMO_KEY); default: keep the existing demo key or generate one")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *rows < 1 || *rows > 100_000_000 {

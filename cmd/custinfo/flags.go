@@ -45,8 +45,9 @@ func databaseFlag(fs *flag.FlagSet, e *env) *string {
 		"PostgreSQL connection URL (env DATABASE_URL), e.g. postgres://user@localhost:5432/db")
 }
 
-// connect opens a pool to url, checking that it answers.
-func connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+// connect opens a pool to url, checking that it answers. Each opt adjusts
+// the pool's configuration before it opens.
+func connect(ctx context.Context, url string, maxConns int32, opts ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, fmt.Errorf("no database: set --database-url or DATABASE_URL")
 	}
@@ -56,6 +57,9 @@ func connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	for _, opt := range opts {
+		opt(cfg)
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "custinfo"
@@ -76,4 +80,27 @@ func connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 func redactURL(cfg *pgxpool.Config) string {
 	c := cfg.ConnConfig
 	return fmt.Sprintf("%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)
+}
+
+// parseArgs parses flags that may stand before, between or after the
+// positional arguments ("migrate up --database-url URL"); fs.Args() then
+// holds the positional ones in order.
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...) // after "--" everything is positional
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	return fs.Parse(append([]string{"--"}, positional...))
 }

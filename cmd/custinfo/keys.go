@@ -43,7 +43,7 @@ func runKeysAdd(ctx context.Context, args []string, e *env) error {
 	schemes := fs.String("schemes", "body", "accepted signature schemes, comma-separated: body, uri_body")
 	expiresIn := fs.Duration("expires-in", 0, "the key stops working after this long (0: never)")
 	generate := fs.Bool("generate", false, "generate a strong random key and print it once")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if (*lookupName == "") == !*all {
@@ -100,7 +100,7 @@ func runKeysAdd(ctx context.Context, args []string, e *env) error {
 func runKeysList(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "keys list", "[flags]")
 	dbURL := databaseFlag(fs, e)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	pool, err := connect(ctx, *dbURL, 2)
@@ -142,7 +142,7 @@ func runKeysList(ctx context.Context, args []string, e *env) error {
 func runKeysRevoke(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "keys revoke", "ID [flags]")
 	dbURL := databaseFlag(fs, e)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -58,7 +58,7 @@ func lookupState(l *lookup.Lookup) string {
 func runLookupsList(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "lookups list", "[flags]")
 	dbURL := databaseFlag(fs, e)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	snap, closeFn, err := loadSnapshot(ctx, e, *dbURL)
@@ -95,7 +95,7 @@ func runLookupsList(ctx context.Context, args []string, e *env) error {
 func runLookupsCheck(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "lookups check", "[NAME] [flags]\n\nChecks every lookup (or NAME) against the database: exits 1 when one is broken.")
 	dbURL := databaseFlag(fs, e)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	snap, closeFn, err := loadSnapshot(ctx, e, *dbURL)
@@ -153,7 +153,7 @@ func runLookupsCheck(ctx context.Context, args []string, e *env) error {
 func runLookupsTry(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "lookups try", "NAME field=value ... [flags]\n\nRuns the lookup as the server would, without a signature, and shows the SQL, plan, time and answer.")
 	dbURL := databaseFlag(fs, e)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {

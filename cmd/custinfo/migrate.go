@@ -12,7 +12,7 @@ import (
 func runMigrate(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "migrate", "up|down|status [flags]")
 	dbURL := databaseFlag(fs, e)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -24,7 +24,7 @@ func runSign(ctx context.Context, args []string, e *env) error {
 	offset := fs.Duration("offset", 0, "add this to the current time for the timestamp (e.g. -6m to test the window)")
 	dryRun := fs.Bool("dry-run", false, "print the headers and a curl command instead of sending")
 	timeout := fs.Duration("timeout", 10*time.Second, "request timeout")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *rawURL == "" {

@@ -35,6 +35,9 @@ func (l *Lookup) sampleArgs(pi int) (Prepared, error) {
 			mask = 1 << i
 		}
 	}
+	// Only the match itself: no ORDER BY that could make reading a whole
+	// index in order look attractive.
+	probe := "SELECT 1 FROM " + l.source + l.where(mask)
 	args := []any{values[p.Field]}
 	if p.Match == MatchPhone {
 		sp, err := l.spellings(&p, values[p.Field], map[string]string{p.RegionField: "KR"})
@@ -43,7 +46,7 @@ func (l *Lookup) sampleArgs(pi int) (Prepared, error) {
 		}
 		args = []any{sp}
 	}
-	return Prepared{SQL: l.cachedStatement(mask), Args: args}, nil
+	return Prepared{SQL: probe, Args: args}, nil
 }
 
 // IndexWarnings plans the query once per matched param, with sequential scans
@@ -77,8 +80,8 @@ func (l *Lookup) IndexWarnings(ctx context.Context, pool *pgxpool.Pool) ([]strin
 	return out, nil
 }
 
-// seqScans returns the relations a plan of prep reads with a sequential scan
-// even when the planner is told to avoid them.
+// seqScans returns the relations a plan of prep reads in full even when the
+// planner is told to avoid sequential scans.
 func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -101,7 +104,11 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 	var scans []string
 	var walk func(n planNode)
 	walk = func(n planNode) {
-		if n.NodeType == "Seq Scan" {
+		// A sequential scan, or an index scan with no condition (the whole
+		// index read for its order), reads every row.
+		full := n.NodeType == "Seq Scan" ||
+			(n.NodeType == "Index Scan" || n.NodeType == "Index Only Scan") && n.IndexCond == ""
+		if full {
 			scans = append(scans, n.RelationName)
 		}
 		for _, c := range n.Plans {
@@ -117,6 +124,7 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 type planNode struct {
 	NodeType     string     `json:"Node Type"`
 	RelationName string     `json:"Relation Name"`
+	IndexCond    string     `json:"Index Cond"`
 	Plans        []planNode `json:"Plans"`
 }
 

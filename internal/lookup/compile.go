@@ -354,11 +354,13 @@ func orderClause(rel *relation, orderBy string, nresults int) (string, error) {
 // statement returns the SQL for the set of present matched params in mask
 // (bit i: l.matched[i] is present). $n numbers the present params in order.
 func (l *Lookup) statement(mask uint32) string {
+	return "SELECT " + l.selects + " FROM " + l.source + l.where(mask) + " ORDER BY " + l.orderBy + " LIMIT 1"
+}
+
+// where returns the WHERE clause for the present matched params in mask.
+// The column always stands bare on the left, so its index can serve.
+func (l *Lookup) where(mask uint32) string {
 	var b strings.Builder
-	b.WriteString("SELECT ")
-	b.WriteString(l.selects)
-	b.WriteString(" FROM ")
-	b.WriteString(l.source)
 	n := 0
 	for i, pi := range l.matched {
 		if mask&(1<<i) == 0 {
@@ -381,9 +383,6 @@ func (l *Lookup) statement(mask uint32) string {
 			fmt.Fprintf(&b, "%s = CAST(%s::text AS %s)", p.column, arg, p.typeName)
 		}
 	}
-	b.WriteString(" ORDER BY ")
-	b.WriteString(l.orderBy)
-	b.WriteString(" LIMIT 1")
 	return b.String()
 }
 
