@@ -50,6 +50,8 @@ type Config struct {
 	DoneFunc func(*Outcome)
 	// Extra registers more routes (metrics) on the same router.
 	Extra func(e *echo.Echo)
+	// Metrics, when set, counts every lookup request.
+	Metrics *Metrics
 }
 
 // Outcome describes one answered lookup request.
@@ -130,6 +132,9 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		s.logOutcome(r, o)
 		if o.Lookup != "" && s.cfg.DoneFunc != nil {
 			s.cfg.DoneFunc(o)
+		}
+		if o.Lookup != "" && s.cfg.Metrics != nil {
+			s.cfg.Metrics.observe(o, s.knownLookup(o.Lookup))
 		}
 		return nil
 	}

@@ -1,0 +1,290 @@
+package httpapi
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// UnknownLookup is the lookup label of requests for a name the configuration
+// does not define, so a scanner trying names cannot create new series.
+const UnknownLookup = "_unknown"
+
+// DurationBuckets are the request latency histogram's upper bounds, in
+// seconds: from half a millisecond (a cached config and an indexed lookup) to
+// five seconds (past any helpdesk's patience).
+var DurationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
+// PoolStater is what the metrics read from the database pool; *pgxpool.Pool satisfies it.
+type PoolStater interface {
+	Stat() *pgxpool.Stat
+}
+
+// Metrics counts lookup requests and exposes them, with the pool's and the
+// access log's figures, in Prometheus text format from its own registry.
+//
+// The Func fields are read when /metrics is scraped; set them before the
+// server starts. A nil Func leaves its metric out.
+type Metrics struct {
+	// AccessLogQueueDepthFunc returns the number of access-log rows waiting to be written.
+	AccessLogQueueDepthFunc func() int
+	// AccessLogWrittenFunc returns the number of access-log rows written since start.
+	AccessLogWrittenFunc func() uint64
+	// AccessLogDroppedFunc returns the number of access-log rows dropped because the queue was full.
+	AccessLogDroppedFunc func() uint64
+	// TLSCertNotAfterFunc returns the expiry of the served TLS certificate.
+	TLSCertNotAfterFunc func() time.Time
+
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	reloadOK prometheus.Counter
+	reloadNo prometheus.Counter
+
+	mu      sync.Mutex // serialises additions to lookups
+	lookups atomic.Pointer[map[string]*lookupMetrics]
+}
+
+// lookupMetrics caches the series of one lookup label, so counting a request
+// costs two map reads and no label hashing.
+type lookupMetrics struct {
+	name     string
+	duration prometheus.Observer
+	codes    atomic.Pointer[map[string]prometheus.Counter]
+}
+
+// NewMetrics returns metrics in a new registry. pool, when not nil, is
+// reported as custinfo_db_pool_*.
+func NewMetrics(pool PoolStater) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "custinfo_requests_total",
+			Help: "Lookup requests answered, by lookup and outcome code (ok or the error envelope's code).",
+		}, []string{"lookup", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "custinfo_request_duration_seconds",
+			Help:    "Time from receiving a lookup request to its answer, by lookup.",
+			Buckets: DurationBuckets,
+		}, []string{"lookup"}),
+	}
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custinfo_config_reloads_total",
+		Help: "Configuration loads, by result (ok or error); after an error the last good configuration keeps serving.",
+	}, []string{"result"})
+	m.reloadOK = reloads.WithLabelValues("ok")
+	m.reloadNo = reloads.WithLabelValues("error")
+	empty := map[string]*lookupMetrics{}
+	m.lookups.Store(&empty)
+	m.reg.MustRegister(m.requests, m.duration, reloads,
+		&hookCollector{m: m, pool: pool},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the metrics in Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Mount adds GET /metrics to e; pass it as Config.Extra to serve metrics on
+// the lookup listener.
+func (m *Metrics) Mount(e *echo.Echo) {
+	e.GET("/metrics", echo.WrapHandler(m.Handler()))
+}
+
+// Routes returns Mount when mount is true and nil otherwise, for
+// Config.Extra: metrics served on the lookup listener or elsewhere.
+func (m *Metrics) Routes(mount bool) func(*echo.Echo) {
+	if !mount {
+		return nil
+	}
+	return m.Mount
+}
+
+// ObserveReload counts one configuration load; it fits reload.Config.ReloadFunc.
+func (m *Metrics) ObserveReload(err error) {
+	if err != nil {
+		m.reloadNo.Inc()
+		return
+	}
+	m.reloadOK.Inc()
+}
+
+// observe counts one lookup request. known tells whether the configuration
+// defines the lookup; other names are counted as UnknownLookup.
+func (m *Metrics) observe(o *Outcome, known bool) {
+	name := o.Lookup
+	if !known {
+		name = UnknownLookup
+	}
+	lm := (*m.lookups.Load())[name]
+	if lm == nil {
+		lm = m.addLookup(name)
+	}
+	lm.duration.Observe(o.Latency.Seconds())
+	c := (*lm.codes.Load())[o.Code]
+	if c == nil {
+		c = m.addCode(lm, o.Code)
+	}
+	c.Inc()
+}
+
+// addLookup returns the cached series of name, creating them once.
+func (m *Metrics) addLookup(name string) *lookupMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.lookups.Load()
+	if lm := old[name]; lm != nil {
+		return lm
+	}
+	lm := &lookupMetrics{name: name, duration: m.duration.WithLabelValues(name)}
+	codes := map[string]prometheus.Counter{}
+	lm.codes.Store(&codes)
+	next := make(map[string]*lookupMetrics, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = lm
+	m.lookups.Store(&next)
+	return lm
+}
+
+// addCode returns the cached counter of (lm, code), creating it once. Codes
+// come from the error mapper's fixed set, so they are bounded.
+func (m *Metrics) addCode(lm *lookupMetrics, code string) prometheus.Counter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *lm.codes.Load()
+	if c := old[code]; c != nil {
+		return c
+	}
+	c := m.requests.WithLabelValues(lm.name, code)
+	next := make(map[string]prometheus.Counter, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[code] = c
+	lm.codes.Store(&next)
+	return c
+}
+
+// knownLookup reports whether the current configuration defines name.
+func (s *server) knownLookup(name string) bool {
+	snap := s.snapshot()
+	if snap == nil {
+		return false
+	}
+	_, ok := snap.Get(name)
+	return ok
+}
+
+// NewOpsHandler returns the handler of a separate operations listener:
+// GET /metrics, /healthz and /readyz, with the same readiness rule as New.
+func NewOpsHandler(cfg Config, m *Metrics) http.Handler {
+	s := &server{cfg: cfg}
+	e := echo.NewWithConfig(echo.Config{
+		HTTPErrorHandler: func(c *echo.Context, err error) { writeError(c, err) },
+	})
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	if m != nil {
+		m.Mount(e)
+	}
+	return e
+}
+
+// hookCollector reports the pool's statistics and the values of the
+// Metrics' Func fields when scraped.
+type hookCollector struct {
+	m    *Metrics
+	pool PoolStater
+}
+
+var (
+	descQueueDepth = prometheus.NewDesc("custinfo_access_log_queue_depth",
+		"Access-log rows queued in memory, waiting to be written.", nil, nil)
+	descWritten = prometheus.NewDesc("custinfo_access_log_written_total",
+		"Access-log rows written to custinfo.access_log.", nil, nil)
+	descDropped = prometheus.NewDesc("custinfo_access_log_dropped_total",
+		"Access-log rows dropped because the queue was full.", nil, nil)
+	descCertNotAfter = prometheus.NewDesc("custinfo_tls_cert_not_after_timestamp_seconds",
+		"Expiry of the served TLS certificate, in seconds since the Unix epoch.", nil, nil)
+
+	descAcquired = prometheus.NewDesc("custinfo_db_pool_acquired_conns",
+		"Database connections in use.", nil, nil)
+	descIdle = prometheus.NewDesc("custinfo_db_pool_idle_conns",
+		"Idle database connections.", nil, nil)
+	descTotal = prometheus.NewDesc("custinfo_db_pool_total_conns",
+		"Database connections open or being opened.", nil, nil)
+	descConstructing = prometheus.NewDesc("custinfo_db_pool_constructing_conns",
+		"Database connections being opened.", nil, nil)
+	descMax = prometheus.NewDesc("custinfo_db_pool_max_conns",
+		"Largest number of database connections the pool opens.", nil, nil)
+	descAcquires = prometheus.NewDesc("custinfo_db_pool_acquires_total",
+		"Connections acquired from the pool.", nil, nil)
+	descAcquireSeconds = prometheus.NewDesc("custinfo_db_pool_acquire_duration_seconds_total",
+		"Time spent acquiring connections from the pool.", nil, nil)
+	descEmptyAcquires = prometheus.NewDesc("custinfo_db_pool_empty_acquires_total",
+		"Acquires that found no idle connection and waited for one to open or free up.", nil, nil)
+	descCanceledAcquires = prometheus.NewDesc("custinfo_db_pool_canceled_acquires_total",
+		"Acquires given up because their context ended.", nil, nil)
+)
+
+// Describe sends every metric the collector may report.
+func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		descQueueDepth, descWritten, descDropped, descCertNotAfter,
+		descAcquired, descIdle, descTotal, descConstructing, descMax,
+		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
+	} {
+		ch <- d
+	}
+}
+
+// Collect reads the hooks and the pool now.
+func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
+	m := h.m
+	if f := m.AccessLogQueueDepthFunc; f != nil {
+		ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(f()))
+	}
+	if f := m.AccessLogWrittenFunc; f != nil {
+		ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(f()))
+	}
+	if f := m.AccessLogDroppedFunc; f != nil {
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(f()))
+	}
+	if f := m.TLSCertNotAfterFunc; f != nil {
+		if t := f(); !t.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descCertNotAfter, prometheus.GaugeValue, float64(t.Unix()))
+		}
+	}
+	if h.pool == nil {
+		return
+	}
+	st := h.pool.Stat()
+	gauge := func(d *prometheus.Desc, v int32) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	gauge(descAcquired, st.AcquiredConns())
+	gauge(descIdle, st.IdleConns())
+	gauge(descTotal, st.TotalConns())
+	gauge(descConstructing, st.ConstructingConns())
+	gauge(descMax, st.MaxConns())
+	counter(descAcquires, float64(st.AcquireCount()))
+	counter(descAcquireSeconds, st.AcquireDuration().Seconds())
+	counter(descEmptyAcquires, float64(st.EmptyAcquireCount()))
+	counter(descCanceledAcquires, float64(st.CanceledAcquireCount()))
+}
