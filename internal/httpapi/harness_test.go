@@ -30,7 +30,7 @@ import (
 // The fixture's keys, as the helpdesk's admin UI would show them.
 const (
 	keyMain       = "bf7769e5321448de88838cdb" // looks like hex; used as its UTF-8 bytes
-	keyRotated    = "rotated-2025-키"          // a second active key for customer (rotation), not ASCII
+	keyRotated    = "rotated-2025-키"           // a second active key for customer (rotation), not ASCII
 	keyURIOnly    = "uri-only-key"             // accepts scheme uri_body only
 	keyBoth       = "both-schemes-key"         // accepts body and uri_body
 	keyRevoked    = "revoked-key"
