@@ -106,8 +106,6 @@ func New(cfg Config) http.Handler {
 	return e
 }
 
-type outcomeKey struct{}
-
 // logRequests writes the error envelope for a failed request and logs one line
 // per request; lookup requests also go to DoneFunc.
 func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {

@@ -47,7 +47,6 @@ type Holder struct {
 	cfg  Config
 	cur  atomic.Pointer[lookup.Snapshot]
 	mu   sync.Mutex // serialises loads
-	last atomic.Pointer[string]
 }
 
 // New returns a Holder with no snapshot yet; call Load, then Run.
