@@ -144,7 +144,9 @@ func (l *Lookup) spellings(p *compiledParam, v string, values map[string]string)
 func phoneRegion(s string) (string, error) {
 	r, err := phone.ParseRegion(s)
 	if err != nil {
-		return "", fmt.Errorf("region %q: %w", s, err)
+		// err quotes at most the start of s: a caller may have put a
+		// phone number in the region field, and this reason is logged.
+		return "", err
 	}
 	return r, nil
 }
