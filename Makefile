@@ -8,6 +8,9 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/custinfo?sslmode=disable
 ADDR          ?= :8080
 FUZZTIME      ?= 30s
+ROWS          ?= 1000000
+DURATION      ?= 6s
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/custinfo_bench?sslmode=disable
 export TEST_DATABASE_URL
 
 .PHONY: help build generate check test fuzz fuzz-seeds bench soak run compose-config clean tools
@@ -45,6 +48,10 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	    $(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+bench: build ## load-test bin/custinfo beside pgx and pgbench on ROWS customers, DURATION per phase; writes docs/benchmarks.md
+	$(GO) build -o $(BIN)/custinfo-bench ./cmd/custinfo-bench
+	$(BIN)/custinfo-bench --database-url '$(BENCH_DATABASE_URL)' --binary $(BIN)/custinfo --rows $(ROWS) --duration $(DURATION) $(BENCH_FLAGS)
 
 run: build ## migrate, load demo data and serve on ADDR against DATABASE_URL (local PostgreSQL, no Docker)
 	@url='$(DATABASE_URL)'; db=$${url##*/}; db=$${db%%\?*}; \

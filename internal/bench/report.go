@@ -1,0 +1,179 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// column is one column of the table: its heading and its cell for a row.
+type column struct {
+	head string
+	cell func(r Row) string
+}
+
+func columns() []column {
+	medianOf := func(r Row, f func(result) float64) float64 {
+		v := make([]float64, 0, len(r.Runs))
+		for _, res := range r.Runs {
+			v = append(v, f(res))
+		}
+		return median(v)
+	}
+	dur := func(f func(result) time.Duration) func(r Row) string {
+		return func(r Row) string {
+			return fmt.Sprintf("%.2f", medianOf(r, func(res result) float64 { return ms(f(res)) }))
+		}
+	}
+	server := func(f func(r Row) string) func(r Row) string {
+		return func(r Row) string {
+			if !r.server {
+				return "–"
+			}
+			return f(r)
+		}
+	}
+	ratio := func(v float64) string {
+		if v == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", v)
+	}
+	return []column{
+		{"conns", func(r Row) string { return fmt.Sprint(r.Conns) }},
+		{"target", func(r Row) string { return r.Target }},
+		{"req/s", func(r Row) string { return fmt.Sprintf("%.0f", medianOf(r, result.rate)) }},
+		{"p50 ms", dur(func(res result) time.Duration { return res.P50 })},
+		{"p95 ms", dur(func(res result) time.Duration { return res.P95 })},
+		{"p99 ms", dur(func(res result) time.Duration { return res.P99 })},
+		{"errors", func(r Row) string {
+			n := 0
+			for _, res := range r.Runs {
+				n += res.Errors
+			}
+			return fmt.Sprint(n)
+		}},
+		{"server CPU %", server(func(r Row) string { return fmt.Sprintf("%.0f", medianOf(r, result.cpuPercent)) })},
+		{"RSS MiB", server(func(r Row) string {
+			return fmt.Sprintf("%.1f", medianOf(r, func(res result) float64 { return float64(res.ServerRSS) / (1 << 20) }))
+		})},
+		{"peak RSS MiB", server(func(r Row) string {
+			return fmt.Sprintf("%.1f", medianOf(r, func(res result) float64 { return float64(res.ServerHWM) / (1 << 20) }))
+		})},
+		{"× pgx-direct", server(func(r Row) string { return ratio(r.Ratio) })},
+		{"× pgbench", server(func(r Row) string { return ratio(r.RatioPgbench) })},
+	}
+}
+
+// WriteText writes the table for a terminal.
+func (rep *Report) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	cols := columns()
+	heads := make([]string, len(cols))
+	for i, c := range cols {
+		heads[i] = c.head
+	}
+	fmt.Fprintln(tw, strings.Join(heads, "\t")+"\t")
+	for i, r := range rep.Rows {
+		if i > 0 && r.Conns != rep.Rows[i-1].Conns {
+			fmt.Fprintln(tw, strings.Repeat("\t", len(cols)))
+		}
+		cells := make([]string, len(cols))
+		for j, c := range cols {
+			cells[j] = c.cell(r)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
+	return tw.Flush()
+}
+
+// Markdown returns the run as a Markdown section: what was run, where, and
+// the table.
+func (rep *Report) Markdown(command string) string {
+	var b bytes.Buffer
+	cfg := rep.Config
+	fmt.Fprintf(&b, "## Run of %s\n\n", rep.Started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Command: `%s`\n\n", command)
+	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %s memory, Linux %s; load average %s at the start, %s at the end\n",
+		rep.Machine.CPUs, rep.Machine.CPUModel, rep.Machine.MemTotal, rep.Machine.Kernel, rep.LoadStart, rep.LoadEnd)
+	fmt.Fprintf(&b, "- Go %s, PostgreSQL %s, on the same machine as the server and the load generator\n",
+		strings.TrimPrefix(rep.GoVersion, "go"), rep.PGVersion)
+	fmt.Fprintf(&b, "- %d customers, lookup `%s`, %d%% hits; %d distinct requests in 6 spellings; warmup %s and %s measured per phase, %d run(s), medians shown; %s in all\n",
+		cfg.Rows, cfg.Lookup, cfg.HitPercent, cfg.WorkloadSize, cfg.Warmup, cfg.Duration, cfg.Runs, rep.Finished.Sub(rep.Started).Round(time.Second))
+	fmt.Fprintf(&b, "- custinfo serves with `%s`", strings.Join(append([]string{"--log-level", "warn"}, cfg.ServeArgs...), " "))
+	for _, v := range cfg.Variants {
+		fmt.Fprintf(&b, "; %s adds `%s`", v.Name, strings.Join(v.Args, " "))
+	}
+	fmt.Fprintf(&b, "\n- The lookup's statement (pgx-direct sends it with the arguments the lookup binds; pgbench builds the same spellings in SQL from a random id):\n\n```sql\n%s\n```\n\n", rep.SQL)
+
+	cols := columns()
+	for _, c := range cols {
+		fmt.Fprintf(&b, "| %s ", c.head)
+	}
+	b.WriteString("|\n")
+	for i := range cols {
+		if i < 2 {
+			b.WriteString("|---")
+		} else {
+			b.WriteString("|--:")
+		}
+	}
+	b.WriteString("|\n")
+	for _, r := range rep.Rows {
+		for _, c := range cols {
+			fmt.Fprintf(&b, "| %s ", c.cell(r))
+		}
+		b.WriteString("|\n")
+	}
+	var notes []string
+	for _, r := range rep.Rows {
+		for _, res := range r.Runs {
+			if res.ErrorMsg != "" {
+				notes = append(notes, fmt.Sprintf("- %d conns, %s: %s", r.Conns, r.Target, res.ErrorMsg))
+				break
+			}
+		}
+	}
+	if len(notes) > 0 {
+		b.WriteString("\nFirst error of each target that had one:\n\n" + strings.Join(slices.Compact(notes), "\n") + "\n")
+	}
+	return b.String()
+}
+
+// Markers delimit the generated section of the benchmarks document; what is
+// outside them is kept.
+const (
+	markBegin = "<!-- custinfo-bench:begin (generated by custinfo-bench; edits inside are overwritten) -->"
+	markEnd   = "<!-- custinfo-bench:end -->"
+)
+
+// WriteMarkdown puts section between the markers of the document at path,
+// creating the document or the markers when missing.
+func WriteMarkdown(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	block := markBegin + "\n" + section + markEnd + "\n"
+	doc := string(old)
+	i, j := strings.Index(doc, markBegin), strings.Index(doc, markEnd)
+	switch {
+	case i >= 0 && j > i:
+		doc = doc[:i] + block + strings.TrimPrefix(doc[j+len(markEnd):], "\n")
+	case doc == "":
+		doc = "# Benchmarks\n\n" + block
+	default:
+		doc = strings.TrimRight(doc, "\n") + "\n\n" + block
+	}
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

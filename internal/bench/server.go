@@ -1,0 +1,140 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// server is a custinfo serve child process.
+type server struct {
+	cmd     *exec.Cmd
+	addr    string
+	logPath string
+	exited  chan struct{}
+	waitErr error
+}
+
+// startServer starts binary serve on a free loopback port with the given
+// extra arguments and waits until /readyz answers 200.
+func startServer(ctx context.Context, binary, databaseURL, dir, name string, args []string) (*server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create server log: %w", err)
+	}
+	defer logFile.Close()
+	full := append([]string{"serve", "--addr", addr, "--database-url", databaseURL}, args...)
+	cmd := exec.Command(binary, full...)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.Env = os.Environ()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", binary, err)
+	}
+	s := &server{cmd: cmd, addr: addr, logPath: logPath, exited: make(chan struct{})}
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitReady(ctx, 30*time.Second); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("server %s (%s): %w; its log ends with:\n%s", name, strings.Join(full, " "), err, tail(logPath, 20))
+	}
+	return s, nil
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// waitReady polls /readyz until it answers 200, the process exits, or the
+// deadline passes.
+func (s *server) waitReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	hc := &http.Client{Timeout: time.Second}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.addr+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("exited before ready: %v", s.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("not ready after %s", limit)
+		case <-tick.C:
+		}
+	}
+}
+
+// stop sends SIGTERM, waits for the drain, and kills the process if it takes
+// longer than 20 s.
+func (s *server) stop() error {
+	select {
+	case <-s.exited:
+		return s.exitError()
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(20 * time.Second)
+	defer t.Stop()
+	select {
+	case <-s.exited:
+		return s.exitError()
+	case <-t.C:
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return errors.New("server did not stop within 20 s of SIGTERM; killed")
+	}
+}
+
+func (s *server) exitError() error {
+	if s.waitErr != nil {
+		return fmt.Errorf("server exited: %w", s.waitErr)
+	}
+	return nil
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr, nil
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
