@@ -26,6 +26,17 @@ type serveFlags struct {
 	shutdownTimeout time.Duration
 	logFormat       string
 	logLevel        string
+
+	minConns          int
+	trustedProxies    string
+	tlsCert, tlsKey   string
+	metricsAddr       string
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	// metricsReady, when set, receives the --metrics-addr listener's address.
+	metricsReady func(addr string)
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {
@@ -41,6 +52,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", e.durationEnv("CUSTINFO_SHUTDOWN_TIMEOUT", 15*time.Second), "time to finish in-flight requests on SIGTERM (env CUSTINFO_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&f.logFormat, "log-format", e.stringEnv("CUSTINFO_LOG_FORMAT", "json"), "log format: json or text (env CUSTINFO_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", e.stringEnv("CUSTINFO_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env CUSTINFO_LOG_LEVEL)")
+	serveOpsFlags(fs, e, &f)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,13 +85,18 @@ func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) 
 // serve runs the server until ctx ends, then drains it. ready, when set,
 // receives the listening address (for tests that listen on port 0).
 func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(addr string)) error {
-	pool, err := connect(ctx, f.databaseURL, int32(f.maxConns))
+	ops, err := newServeOps(f, logger)
+	if err != nil {
+		return err
+	}
+	pool, err := connect(ctx, f.databaseURL, int32(f.maxConns), ops.poolOptions(f))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	metrics := ops.newMetrics(pool)
 
-	holder := reload.New(reload.Config{Logger: logger, Pool: pool, Interval: f.reloadInterval})
+	holder := reload.New(reload.Config{Logger: logger, Pool: pool, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload})
 	if err := holder.Load(ctx); err != nil {
 		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
 	}
@@ -98,17 +115,20 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		Logger:          logger,
 		SnapshotFunc:    holder.Snapshot,
 		DB:              pool,
-		ReadyFunc:       pool.Ping,
+		ReadyFunc:       ops.ready(pool),
+		IPExtractor:     httpapi.ClientIPExtractor(ops.trusted),
+		Metrics:         metrics,
+		Extra:           metrics.Routes(f.metricsAddr == ""),
 		TimestampWindow: f.timestampWindow,
 		MaxBody:         f.maxBody,
 		QueryTimeout:    f.queryTimeout,
 	})
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      f.queryTimeout + 10*time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: orDefault(f.readHeaderTimeout, 5*time.Second),
+		ReadTimeout:       orDefault(f.readTimeout, 10*time.Second),
+		WriteTimeout:      orDefault(f.writeTimeout, f.queryTimeout+10*time.Second),
+		IdleTimeout:       orDefault(f.idleTimeout, 120*time.Second),
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -116,18 +136,25 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.addr, err)
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "pid", os.Getpid())
+	stopOps, err := ops.start(ctx, f, pool, holder)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer stopOps()
+	logger.Info("serving", "addr", ln.Addr().String(), "tls", ops.cert != nil, "pid", os.Getpid())
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- ops.serveHTTP(srv, ln) }()
 
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	ops.draining.Store(true)
 	logger.Info("shutting down", "timeout", f.shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()

@@ -1,0 +1,37 @@
+-- The least-privilege role that `custinfo serve` runs as.
+--
+-- serve reads the configuration tables, appends to custinfo.access_log and
+-- reads the customer sources an admin grants it; it can change nothing else.
+-- The custinfo tables stay owned by the role that ran `custinfo migrate`.
+--
+-- Run it once per database with psql, as the role that owns the custinfo
+-- schema or as a superuser, naming the new role and its password:
+--
+--   psql "$ADMIN_DATABASE_URL" -v ON_ERROR_STOP=1 \
+--        -v role=custinfo_server -v password="$(openssl rand -base64 24)" \
+--        -f db/roles/serve_role.sql
+--
+-- Roles are shared by every database of a server: when the role exists
+-- already, drop the CREATE ROLE statement and run the GRANTs. Run the GRANTs
+-- again after an upgrade whose migration adds a configuration table.
+--
+-- Then grant it the sources of your lookups, for example:
+--
+--   GRANT USAGE ON SCHEMA crm TO custinfo_server;
+--   GRANT SELECT ON crm.customers, crm.customer_cards TO custinfo_server;
+--
+-- and start serve with DATABASE_URL=postgres://custinfo_server:PASSWORD@host/db.
+-- `custinfo lookups check` names any source the role cannot read.
+
+CREATE ROLE :"role" LOGIN PASSWORD :'password'
+    NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+
+GRANT CONNECT ON DATABASE :"DBNAME" TO :"role";
+GRANT USAGE ON SCHEMA custinfo TO :"role";
+
+-- The configuration, read at start, on NOTIFY and periodically.
+GRANT SELECT ON custinfo.lookups, custinfo.lookup_params, custinfo.lookup_results, custinfo.api_keys TO :"role";
+
+-- The access log: rows are added with COPY and never read back or changed.
+GRANT INSERT ON custinfo.access_log TO :"role";
+GRANT USAGE ON SEQUENCE custinfo.access_log_id_seq TO :"role";
