@@ -109,9 +109,9 @@ func (o *serveOps) serveHTTP(srv *http.Server, ln net.Listener) error {
 	return srv.ServeTLS(ln, "", "")
 }
 
-// start starts what runs beside the lookup listener until ctx ends: the
-// operations listener of --metrics-addr and the SIGHUP handler. The returned
-// stop shuts both down and waits for them; call it once, after ctx ended.
+// start starts what runs beside the lookup listener: the operations
+// listener of --metrics-addr and the SIGHUP handler. The returned stop shuts
+// both down and waits for them; call it once.
 func (o *serveOps) start(ctx context.Context, f serveFlags, pool *pgxpool.Pool, holder *reload.Holder) (stop func(), err error) {
 	var opsSrv *http.Server
 	opsErr := make(chan error, 1)
@@ -139,6 +139,7 @@ func (o *serveOps) start(ctx context.Context, f serveFlags, pool *pgxpool.Pool, 
 		go func() { opsErr <- opsSrv.Serve(ln) }()
 	}
 
+	hctx, hcancel := context.WithCancel(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	hupDone := make(chan struct{})
@@ -147,15 +148,16 @@ func (o *serveOps) start(ctx context.Context, f serveFlags, pool *pgxpool.Pool, 
 		defer signal.Stop(hup)
 		for {
 			select {
-			case <-ctx.Done():
+			case <-hctx.Done():
 				return
 			case <-hup:
-				o.hangup(ctx, holder)
+				o.hangup(hctx, holder)
 			}
 		}
 	}()
 
 	return func() {
+		hcancel()
 		<-hupDone
 		if opsSrv == nil {
 			return
