@@ -2,9 +2,237 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/custinfo/custinfo/internal/audit"
+	"github.com/custinfo/custinfo/internal/httpapi"
+	"github.com/custinfo/custinfo/internal/phone"
+	"github.com/custinfo/custinfo/internal/store"
 )
 
+// defaultRetention is how long access-log rows are kept by default: Korean
+// personal-information rules ask for at least one year.
+const defaultRetention = 365 * 24 * time.Hour
+
 func runAccessLog(ctx context.Context, args []string, e *env) error {
-	return fmt.Errorf("access-log: not implemented yet")
+	if len(args) == 0 {
+		fmt.Fprintln(e.stderr, "usage: custinfo access-log prune|hash [flags]")
+		return exitError(2)
+	}
+	switch args[0] {
+	case "prune":
+		return runAccessLogPrune(ctx, args[1:], e)
+	case "hash":
+		return runAccessLogHash(args[1:], e)
+	default:
+		return fmt.Errorf("access-log: unknown action %q (want prune or hash)", args[0])
+	}
+}
+
+func runAccessLogPrune(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet(e, "access-log prune", "[flags]\n\nDeletes access-log rows older than --older-than, in batches. The default keeps one\nyear, the least that Korean personal-information rules ask for.")
+	dbURL := databaseFlag(fs, e)
+	olderThan := fs.String("older-than", e.stringEnv("CUSTINFO_ACCESS_LOG_RETENTION", "365d"),
+		"delete rows older than this: a duration such as 8760h, or days such as 365d (env CUSTINFO_ACCESS_LOG_RETENTION)")
+	batch := fs.Int("batch", 10000, "rows deleted per statement")
+	dryRun := fs.Bool("dry-run", false, "only count the rows that would be deleted")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("access-log prune: unexpected argument %q", fs.Arg(0))
+	}
+	age, err := parseRetention(*olderThan)
+	if err != nil {
+		return fmt.Errorf("access-log prune: --older-than: %w", err)
+	}
+	if *batch < 1 || *batch > 1_000_000 {
+		return fmt.Errorf("access-log prune: --batch must be between 1 and 1000000")
+	}
+	if age < defaultRetention {
+		fmt.Fprintf(e.stderr, "warning: keeping less than one year (%s); personal-information rules ask for at least one year\n", age)
+	}
+	before := time.Now().Add(-age)
+	pool, err := connect(ctx, *dbURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st := store.New(pool)
+	cutoff := before.UTC().Format(time.RFC3339)
+	if *dryRun {
+		n, err := st.CountAccessLogBefore(ctx, before)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "would delete %d rows older than %s (before %s)\n", n, strings.TrimSpace(*olderThan), cutoff)
+		return nil
+	}
+	n, err := st.PruneAccessLog(ctx, before, *batch, nil)
+	if err != nil {
+		fmt.Fprintf(e.stdout, "deleted %d rows before stopping\n", n)
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %d rows older than %s (before %s)\n", n, strings.TrimSpace(*olderThan), cutoff)
+	return nil
+}
+
+// parseRetention reads a retention as a Go duration ("8760h") or a whole
+// number of days ("365d"); it must be positive.
+func parseRetention(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 100*366 {
+			return 0, fmt.Errorf("%q: want a whole number of days up to 36600, e.g. 365d", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%q: want a duration such as 8760h or days such as 365d", s)
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: must be more than zero", s)
+	}
+	return d, nil
+}
+
+func runAccessLogHash(args []string, e *env) error {
+	fs := newFlagSet(e, "access-log hash", "[flags] VALUE\n\nPrints the query_hash the access log stores for VALUE, to find every lookup of\none number:  SELECT * FROM custinfo.access_log WHERE query_hash = '...' ORDER BY at;\nUse the same --audit-key and --audit-region as serve.")
+	key := auditKeyFlag(fs, e)
+	region := auditRegionFlag(fs, e)
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("access-log hash: give one VALUE (quote it if it has spaces)")
+	}
+	if *key == "" {
+		return fmt.Errorf("access-log hash: no audit key: set --audit-key or CUSTINFO_AUDIT_KEY to the key serve uses")
+	}
+	if _, err := phone.ParseRegion(*region); err != nil {
+		return fmt.Errorf("access-log hash: --audit-region: %w", err)
+	}
+	fmt.Fprintln(e.stdout, audit.HashQuery(*key, fs.Arg(0), *region))
+	return nil
+}
+
+func auditKeyFlag(fs *flag.FlagSet, e *env) *string {
+	var s string
+	auditKeyVar(fs, e, &s)
+	return &s
+}
+
+func auditKeyVar(fs *flag.FlagSet, e *env, p *string) {
+	fs.StringVar(p, "audit-key", e.stringEnv("CUSTINFO_AUDIT_KEY", ""),
+		"key of the access log's query_hash, an HMAC of the query value (env CUSTINFO_AUDIT_KEY; prefer the env: a flag shows in the process list). Empty: no hash is stored")
+}
+
+func auditRegionFlag(fs *flag.FlagSet, e *env) *string {
+	var s string
+	auditRegionVar(fs, e, &s)
+	return &s
+}
+
+func auditRegionVar(fs *flag.FlagSet, e *env, p *string) {
+	fs.StringVar(p, "audit-region", e.stringEnv("CUSTINFO_AUDIT_REGION", audit.DefaultRegion),
+		"region in which national numbers are read before hashing, so all spellings of a number hash alike (env CUSTINFO_AUDIT_REGION)")
+}
+
+// accessLogFlags registers serve's access-log flags.
+func accessLogFlags(fs *flag.FlagSet, e *env, f *serveFlags) {
+	auditKeyVar(fs, e, &f.auditKey)
+	auditRegionVar(fs, e, &f.auditRegion)
+	fs.IntVar(&f.accessLogQueue, "access-log-queue", audit.DefaultQueueSize,
+		"access-log entries held in memory while waiting to be written; beyond it entries are dropped and counted")
+}
+
+// accessLog is serve's access-log writer, running in its own goroutine.
+type accessLog struct {
+	*audit.Writer
+	runDone chan struct{}
+	timeout time.Duration
+	once    sync.Once
+}
+
+// startAccessLog starts the access-log writer for serve; stop it with close.
+func startAccessLog(ctx context.Context, pool *pgxpool.Pool, f serveFlags, logger *slog.Logger) (*accessLog, error) {
+	if _, err := phone.ParseRegion(f.auditRegion); err != nil {
+		return nil, fmt.Errorf("--audit-region: %w", err)
+	}
+	if f.accessLogQueue < 0 || f.accessLogQueue > 1_000_000 {
+		return nil, fmt.Errorf("--access-log-queue %d: want 1 to 1000000 (0: the default, %d)", f.accessLogQueue, audit.DefaultQueueSize)
+	}
+	switch {
+	case f.auditKey == "":
+		logger.Warn("no audit key: access_log.query_hash stays empty, so lookups of one number cannot be searched; set CUSTINFO_AUDIT_KEY")
+	case len(f.auditKey) < audit.MinKeyLen:
+		logger.Warn("audit key is short: use at least 16 random characters", "length", len(f.auditKey))
+	}
+	a := &accessLog{
+		Writer: audit.NewWriter(audit.Config{
+			Logger:    logger,
+			WriteFunc: store.New(pool).WriteAccessLog,
+			Hasher:    audit.NewHasher(f.auditKey, f.auditRegion),
+			QueueSize: f.accessLogQueue,
+		}),
+		runDone: make(chan struct{}),
+		timeout: f.shutdownTimeout,
+	}
+	go func() {
+		defer close(a.runDone)
+		if err := a.Run(ctx); err != nil {
+			logger.Error("access log", "err", err)
+		}
+	}()
+	return a, nil
+}
+
+// add queues the access-log entry of one answered lookup request; the
+// writer masks and hashes the query value off the request's goroutine.
+func (a *accessLog) add(o *httpapi.Outcome) {
+	a.Add(audit.Entry{
+		At:        o.At,
+		RequestID: o.RequestID,
+		Lookup:    o.Lookup,
+		KeyID:     o.KeyID,
+		ClientIP:  o.ClientIP,
+		Code:      o.Code,
+		Status:    o.Status,
+		Latency:   o.Latency,
+		Query:     o.Query,
+		Queried:   o.Code == "ok" || o.Code == httpapi.CodeNoData,
+		Matches:   o.Matches,
+	})
+}
+
+// close flushes the queue (for at most the shutdown timeout) and waits for
+// the writer goroutine. Call it after the HTTP server has shut down and
+// before the pool closes; calling it again is harmless.
+func (a *accessLog) close(logger *slog.Logger) {
+	a.once.Do(func() { a.flush(logger) })
+}
+
+func (a *accessLog) flush(logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(a.timeout, time.Second))
+	defer cancel()
+	err := a.Close(ctx)
+	<-a.runDone
+	if err != nil {
+		logger.Error("access log not fully flushed", "err", err, "written", a.Written(), "dropped", a.Dropped())
+		return
+	}
+	logger.Info("access log flushed", "written", a.Written(), "dropped", a.Dropped())
 }

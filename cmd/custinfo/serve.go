@@ -37,6 +37,10 @@ type serveFlags struct {
 	idleTimeout       time.Duration
 	// metricsReady, when set, receives the --metrics-addr listener's address.
 	metricsReady func(addr string)
+
+	auditKey       string
+	auditRegion    string
+	accessLogQueue int
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {
@@ -52,6 +56,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", e.durationEnv("CUSTINFO_SHUTDOWN_TIMEOUT", 15*time.Second), "time to finish in-flight requests on SIGTERM (env CUSTINFO_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&f.logFormat, "log-format", e.stringEnv("CUSTINFO_LOG_FORMAT", "json"), "log format: json or text (env CUSTINFO_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", e.stringEnv("CUSTINFO_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env CUSTINFO_LOG_LEVEL)")
+	accessLogFlags(fs, e, &f)
 	serveOpsFlags(fs, e, &f)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -110,6 +115,14 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		stopRun()
 		<-reloadDone
 	}()
+	alog, err := startAccessLog(runCtx, pool, f, logger)
+	if err != nil {
+		return err
+	}
+	defer alog.close(logger) // before the pool closes; a no-op after the flush below
+	metrics.AccessLogQueueDepthFunc = alog.QueueDepth
+	metrics.AccessLogWrittenFunc = alog.Written
+	metrics.AccessLogDroppedFunc = alog.Dropped
 
 	handler := httpapi.New(httpapi.Config{
 		Logger:          logger,
@@ -122,6 +135,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		TimestampWindow: f.timestampWindow,
 		MaxBody:         f.maxBody,
 		QueryTimeout:    f.queryTimeout,
+		DoneFunc:        alog.add,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -164,6 +178,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
+	alog.close(logger) // every request is answered: flush its access-log rows
 	logger.Info("stopped")
 	return nil
 }
