@@ -140,8 +140,11 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *server) logOutcome(r *http.Request, o *Outcome) {
 	level := slog.LevelInfo
-	if o.Status >= 500 {
+	switch {
+	case o.Status >= 500:
 		level = slog.LevelError
+	case o.Lookup == "" && o.Status < 400:
+		level = slog.LevelDebug // health checks and metric scrapes, every few seconds
 	}
 	if !s.cfg.Logger.Enabled(r.Context(), level) {
 		return

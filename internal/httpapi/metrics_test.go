@@ -2,11 +2,14 @@ package httpapi_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,4 +197,55 @@ func BenchmarkMetricsObserve(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestProbesLogAtDebug(t *testing.T) {
+	t.Parallel()
+	f := newOpsFixture(t, nil)
+	var buf syncBuffer
+	m := httpapi.NewMetrics(f.pool)
+	cfg := f.config()
+	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.Metrics = m
+	cfg.Extra = m.Mount
+	base := opsListen(t, httpapi.New(cfg), "tcp4")
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := opsClient.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: status %d, want 200", path, resp.StatusCode)
+		}
+	}
+	if got := buf.String(); got != "" {
+		t.Errorf("successful probes logged at info:\n%s", got)
+	}
+	resp, err := opsClient.Get(base + "/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := buf.String(); !strings.Contains(got, `"path":"/nope"`) || !strings.Contains(got, `"status":404`) {
+		t.Errorf("a 404 was not logged at info: %q", got)
+	}
+}
+
+// syncBuffer is a log destination that tests read while the server writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
