@@ -11,6 +11,7 @@ FUZZTIME      ?= 30s
 ROWS          ?= 1000000
 DURATION      ?= 6s
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/custinfo_bench?sslmode=disable
+SOAK_DURATION ?= 60s
 export TEST_DATABASE_URL
 
 .PHONY: help build generate check test fuzz fuzz-seeds bench soak run compose-config clean tools
@@ -52,6 +53,10 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 bench: build ## load-test bin/custinfo beside pgx and pgbench on ROWS customers, DURATION per phase; writes docs/benchmarks.md
 	$(GO) build -o $(BIN)/custinfo-bench ./cmd/custinfo-bench
 	$(BIN)/custinfo-bench --database-url '$(BENCH_DATABASE_URL)' --binary $(BIN)/custinfo --rows $(ROWS) --duration $(DURATION) $(BENCH_FLAGS)
+
+soak: build ## run bin/custinfo under mixed load for SOAK_DURATION while mappings change and keys rotate; fails on any unexpected answer
+	$(GO) build -o $(BIN)/custinfo-soak ./cmd/custinfo-soak
+	$(BIN)/custinfo-soak --binary $(BIN)/custinfo --duration $(SOAK_DURATION) $(SOAK_FLAGS)
 
 run: build ## migrate, load demo data and serve on ADDR against DATABASE_URL (local PostgreSQL, no Docker)
 	@url='$(DATABASE_URL)'; db=$${url##*/}; db=$${db%%\?*}; \
