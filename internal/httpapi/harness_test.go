@@ -172,12 +172,20 @@ func (f *fixture) handler(cfg httpapi.Config) http.Handler {
 	return httpapi.New(cfg)
 }
 
-// outcome returns what DoneFunc was told about the request with id.
+// outcome returns what DoneFunc was told about the request with id. DoneFunc
+// runs before the handler returns, so normally before the client has the
+// response; outcome still waits up to 2 s for it.
 func (f *fixture) outcome(id string) (httpapi.Outcome, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	o, ok := f.outcomes[id]
-	return o, ok
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		f.mu.Lock()
+		o, ok := f.outcomes[id]
+		f.mu.Unlock()
+		if ok || time.Now().After(deadline) {
+			return o, ok
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // ts returns the X-TC-Timestamp for the server's pinned clock plus d.
