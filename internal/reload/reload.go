@@ -44,9 +44,9 @@ type Config struct {
 
 // Holder holds the current snapshot and reloads it.
 type Holder struct {
-	cfg  Config
-	cur  atomic.Pointer[lookup.Snapshot]
-	mu   sync.Mutex // serialises loads
+	cfg Config
+	cur atomic.Pointer[lookup.Snapshot]
+	mu  sync.Mutex // serialises loads
 }
 
 // New returns a Holder with no snapshot yet; call Load, then Run.
