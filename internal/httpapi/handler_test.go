@@ -102,7 +102,9 @@ func TestLookupOK(t *testing.T) {
 }
 
 // TestLookupErrors covers every error row of DESIGN §1 and HTTP's own
-// statuses: status, envelope, code and message, and what the detail says.
+// statuses: status, envelope, code and message, and what the detail says;
+// on the same database, a broken lookup beside healthy ones and a query
+// past the timeout.
 func TestLookupErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, true)
@@ -192,6 +194,14 @@ func TestLookupErrors(t *testing.T) {
 		{"body over 64 KiB", call{body: `{"callNum":"010-1234-5678","pad":"` + strings.Repeat("x", 64<<10) + `"}`},
 			413, httpapi.CodeBodyTooLarge, []string{"65536"}},
 	}
+	t.Run("broken lookup leaves others serving", func(t *testing.T) {
+		t.Parallel()
+		testBrokenLookupLeavesOthersServing(t, f, srv)
+	})
+	t.Run("database timeout", func(t *testing.T) {
+		t.Parallel()
+		testDatabaseTimeout(t, f)
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -211,12 +221,9 @@ func TestLookupErrors(t *testing.T) {
 	}
 }
 
-// TestBrokenLookupLeavesOthersServing checks that one lookup with a missing
+// testBrokenLookupLeavesOthersServing checks that one lookup with a missing
 // column does not stop another lookup on the same server from answering.
-func TestBrokenLookupLeavesOthersServing(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, true)
-	srv := serve(t, f.handler(httpapi.Config{}))
+func testBrokenLookupLeavesOthersServing(t *testing.T, f *fixture, srv *testServer) {
 
 	snap := f.holder.Snapshot()
 	broken, ok := snap.Get("broken")
@@ -238,11 +245,9 @@ func TestBrokenLookupLeavesOthersServing(t *testing.T) {
 	checkError(t, r, http.StatusForbidden, httpapi.CodeAccessDenied)
 }
 
-// TestDatabaseTimeout checks that a query running past QueryTimeout answers
+// testDatabaseTimeout checks that a query running past QueryTimeout answers
 // 500 database_timeout, and that the server answers normally afterwards.
-func TestDatabaseTimeout(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, true)
+func testDatabaseTimeout(t *testing.T, f *fixture) {
 	srv := serve(t, f.handler(httpapi.Config{QueryTimeout: 200 * time.Millisecond}))
 
 	r := do(t, f.request(t, srv.URL, call{path: "/v1/lookups/slow", key: keyFaults, body: `{"callNum":"010-1234-5678"}`}))
