@@ -51,7 +51,8 @@ type Lookup struct {
 	keys     []keyEntry
 	stmtMu   sync.Mutex
 	stmts    map[uint32]string
-	stmtsAll string // statement with every matched param, checked at compile
+	queues   map[uint32]*batchQueue // coalescing, by statement (see Coalescer)
+	stmtsAll string                 // statement with every matched param, checked at compile
 }
 
 type compiledParam struct {
@@ -360,6 +361,11 @@ func (l *Lookup) statement(mask uint32) string {
 // where returns the WHERE clause for the present matched params in mask.
 // The column always stands bare on the left, so its index can serve.
 func (l *Lookup) where(mask uint32) string {
+	return l.whereArgs(mask, func(n int) string { return "$" + strconv.Itoa(n) })
+}
+
+// whereArgs is where with the n-th present param's value written as arg(n).
+func (l *Lookup) whereArgs(mask uint32, arg func(n int) string) string {
 	var b strings.Builder
 	n := 0
 	for i, pi := range l.matched {
@@ -373,7 +379,7 @@ func (l *Lookup) where(mask uint32) string {
 			b.WriteString(" AND ")
 		}
 		p := l.params[pi]
-		arg := "$" + strconv.Itoa(n)
+		arg := arg(n)
 		switch {
 		case p.Match == MatchPhone:
 			fmt.Fprintf(&b, "%s = ANY(CAST(%s::text[] AS %s[]))", p.column, arg, p.typeName)

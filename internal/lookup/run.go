@@ -72,6 +72,7 @@ type Result struct {
 type Prepared struct {
 	SQL  string
 	Args []any
+	mask uint32 // the present matched params (see statement)
 }
 
 // Bind checks the request values against the lookup's params and returns the
@@ -108,7 +109,7 @@ func (l *Lookup) Bind(values map[string]string) (Prepared, error) {
 	if mask == 0 {
 		return Prepared{}, &InputError{Reason: "no field to match was given (" + l.matchedFields() + ")"}
 	}
-	return Prepared{SQL: l.cachedStatement(mask), Args: args}, nil
+	return Prepared{SQL: l.cachedStatement(mask), Args: args, mask: mask}, nil
 }
 
 func (l *Lookup) matchedFields() string {
