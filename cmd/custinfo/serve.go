@@ -41,6 +41,10 @@ type serveFlags struct {
 	auditKey       string
 	auditRegion    string
 	accessLogQueue int
+
+	pprofAddr        string
+	coalesce         bool
+	coalesceInFlight int
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {
@@ -58,6 +62,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	fs.StringVar(&f.logLevel, "log-level", e.stringEnv("CUSTINFO_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env CUSTINFO_LOG_LEVEL)")
 	accessLogFlags(fs, e, &f)
 	serveOpsFlags(fs, e, &f)
+	perfFlags(fs, e, &f)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -120,6 +125,11 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return err
 	}
 	defer alog.close(logger) // before the pool closes; a no-op after the flush below
+	stopPprof, err := startPprof(f.pprofAddr, logger)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	metrics.AccessLogQueueDepthFunc = alog.QueueDepth
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
@@ -136,6 +146,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		MaxBody:         f.maxBody,
 		QueryTimeout:    f.queryTimeout,
 		DoneFunc:        alog.add,
+		Coalescer:       newCoalescer(f, pool),
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -52,6 +52,9 @@ type Config struct {
 	Extra func(e *echo.Echo)
 	// Metrics, when set, counts every lookup request.
 	Metrics *Metrics
+	// Coalescer, when set, runs the lookups, answering requests for the same
+	// lookup that wait while its queries run with one query.
+	Coalescer *lookup.Coalescer
 }
 
 // Outcome describes one answered lookup request.
@@ -267,7 +270,12 @@ func (s *server) lookup(c *echo.Context) error {
 	o.Query = values[l.QueryField()]
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
 	defer cancel()
-	res, err := l.Run(ctx, s.cfg.DB, values)
+	var res lookup.Result
+	if s.cfg.Coalescer != nil {
+		res, err = s.cfg.Coalescer.Run(ctx, l, values)
+	} else {
+		res, err = l.Run(ctx, s.cfg.DB, values)
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return &timeoutError{After: s.cfg.QueryTimeout.String(), Err: err}
