@@ -256,8 +256,7 @@ func (s *server) lookup(c *echo.Context) error {
 	} else if len(auth) > 1 {
 		return &deniedError{Reason: "Authorization appears more than once"}
 	}
-	path, _, _ := strings.Cut(r.RequestURI, "?")
-	key, err := signature.Verify(keys, path, body, ts, sig)
+	key, err := signature.Verify(keys, signedPath(r), body, ts, sig)
 	if err != nil {
 		return &deniedError{Reason: err.Error()}
 	}
@@ -277,6 +276,9 @@ func (s *server) lookup(c *echo.Context) error {
 		res, err = l.Run(ctx, s.cfg.DB, values)
 	}
 	if err != nil {
+		if r.Context().Err() != nil {
+			return &clientGoneError{Err: err}
+		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return &timeoutError{After: s.cfg.QueryTimeout.String(), Err: err}
 		}
@@ -288,6 +290,18 @@ func (s *server) lookup(c *echo.Context) error {
 	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	h.Set("Cache-Control", "no-store")
 	return c.JSONBlob(http.StatusOK, buf)
+}
+
+// signedPath is the request path as the client sent it, without the query
+// string: what Java's getRequestURI gives, for the uri_body scheme. A request
+// line in absolute form (POST http://host/path) contributes only its path.
+func signedPath(r *http.Request) string {
+	uri := r.RequestURI
+	if !strings.HasPrefix(uri, "/") {
+		return r.URL.EscapedPath()
+	}
+	path, _, _ := strings.Cut(uri, "?")
+	return path
 }
 
 func (s *server) snapshot() *lookup.Snapshot {

@@ -28,6 +28,7 @@ const (
 	CodeDatabaseTimeout     = "database_timeout"
 	CodeDatabaseError       = "database_error"
 	CodeInternal            = "internal_error"
+	CodeClientClosed        = "client_closed"
 )
 
 // The spec's messages, one per status.
@@ -71,6 +72,18 @@ func (e *timeoutError) Error() string {
 }
 func (e *timeoutError) Unwrap() error { return e.Err }
 
+// clientGoneError is a request whose client went away before it was
+// answered; nobody reads the answer, but the access log tells it apart from a
+// slow database.
+type clientGoneError struct{ Err error }
+
+func (e *clientGoneError) Error() string { return "client closed the request: " + e.Err.Error() }
+func (e *clientGoneError) Unwrap() error { return e.Err }
+
+// statusClientClosed is the status recorded for a client that went away
+// (nginx's 499); no client ever receives it.
+const statusClientClosed = 499
+
 // apiError is the resolved wire form of an error.
 type apiError struct {
 	Status  int
@@ -90,6 +103,7 @@ func resolve(err error) apiError {
 		tl  *tooLargeError
 		bro *lookup.BrokenError
 		to  *timeoutError
+		cg  *clientGoneError
 		qe  *lookup.QueryError
 		he  echo.HTTPStatusCoder
 	)
@@ -113,6 +127,8 @@ func resolve(err error) apiError {
 			fmt.Sprintf("request body exceeds %d bytes", tl.Limit)}
 	case errors.As(err, &bro):
 		return apiError{http.StatusInternalServerError, CodeLookupMisconfigured, msgServer, bro.Error()}
+	case errors.As(err, &cg):
+		return apiError{statusClientClosed, CodeClientClosed, msgInvalid, "the client closed the connection before the answer"}
 	case errors.As(err, &to):
 		return apiError{http.StatusInternalServerError, CodeDatabaseTimeout, msgServer,
 			"the database did not answer within " + to.After}
