@@ -78,33 +78,44 @@ func (e *Error) Error() string { return "phone: " + e.Reason }
 // forms that carry its calling code after a '+' (1, 5, 9, 10): without the
 // '+' its digits could as well spell a different number.
 func Spellings(number, region string) ([]string, error) {
-	n, valid, err := parse(number, region)
+	n, valid, read, err := parse(number, region)
 	if err != nil {
 		return nil, err
 	}
-	return spellings(n, valid), nil
+	return spellings(n, valid, read), nil
+}
+
+// reading records that a valid number is what the library parsed from
+// digits with default region: spellings need not parse those again.
+type reading struct{ digits, region string }
+
+// is reports whether the library, given digits and region, returns the
+// number of the reading.
+func (r reading) is(digits, region string) bool {
+	return r.digits != "" && r.digits == digits && r.region == region
 }
 
 // parse cleans number and returns the best interpretation of it (see
-// Spellings) and whether that is a valid number.
-func parse(number, region string) (n *phonenumbers.PhoneNumber, valid bool, err error) {
+// Spellings), whether that is a valid number, and, when it is the first
+// interpretation (a national number of region), that reading.
+func parse(number, region string) (n *phonenumbers.PhoneNumber, valid bool, read reading, err error) {
 	if len(number) > MaxInputLen {
-		return nil, false, &Error{Reason: "number is longer than " + strconv.Itoa(MaxInputLen) + " characters"}
+		return nil, false, reading{}, &Error{Reason: "number is longer than " + strconv.Itoa(MaxInputLen) + " characters"}
 	}
 	reg, err := ParseRegion(region)
 	if err != nil {
-		return nil, false, err
+		return nil, false, reading{}, err
 	}
 	digits, plus, perr := clean(number)
 	if perr != nil {
-		return nil, false, perr
+		return nil, false, reading{}, perr
 	}
 	if plus {
 		n, valid, perr := tryParse("+"+digits, "")
 		if perr != nil {
-			return nil, false, perr
+			return nil, false, reading{}, perr
 		}
-		return n, valid, nil
+		return n, valid, reading{}, nil
 	}
 
 	// Interpretations of digits without '+', best first.
@@ -124,23 +135,23 @@ func parse(number, region string) (n *phonenumbers.PhoneNumber, valid bool, err 
 		return valid
 	}
 	if reg != "" && try(0, digits, reg) {
-		return cands[0], true, nil
+		return cands[0], true, reading{digits, reg}, nil
 	}
 	if len(digits) > 2 && digits[0] == '0' && digits[1] == '0' && try(1, "+"+digits[2:], "") {
-		return cands[1], true, nil
+		return cands[1], true, reading{}, nil
 	}
 	if (reg == "" || strings.HasPrefix(digits, callingCode(reg))) && try(2, "+"+digits, "") {
-		return cands[2], true, nil
+		return cands[2], true, reading{}, nil
 	}
 	for _, n := range cands {
 		if n != nil {
-			return n, false, nil
+			return n, false, reading{}, nil
 		}
 	}
 	if reg == "" || firstErr == nil {
-		return nil, false, &Error{Reason: "no region given and the number is not an international number"}
+		return nil, false, reading{}, &Error{Reason: "no region given and the number is not an international number"}
 	}
-	return nil, false, firstErr
+	return nil, false, reading{}, firstErr
 }
 
 // callingCode returns the calling code of region as decimal digits.
@@ -255,7 +266,9 @@ func parseReason(err error) string {
 // them. Some countries' national formats do not survive that (AR mobiles,
 // numbers whose national prefix doubles as a carrier code ...); their
 // national forms are left out rather than risk matching another customer.
-func spellings(n *phonenumbers.PhoneNumber, valid bool) []string {
+//
+// read, when set, is a parse already done: its digits need no second look.
+func spellings(n *phonenumbers.PhoneNumber, valid bool, read reading) []string {
 	out := make([]string, 0, 11)
 	// addBytes appends string(b) unless it is empty or already present;
 	// comparing string(b) with a string does not allocate, so a duplicate
@@ -296,13 +309,13 @@ func spellings(n *phonenumbers.PhoneNumber, valid bool) []string {
 	nat := phonenumbers.Format(n, phonenumbers.NATIONAL)
 	natDigits := string(digitsOnly(buf[:0], nat))
 	nsn := phonenumbers.GetNationalSignificantNumber(n)
-	natOK := denotes(natDigits, home, e164)
+	natOK := read.is(natDigits, home) || denotes(natDigits, home, e164)
 	nsnOK := natOK
 	if nsn != natDigits {
-		nsnOK = denotes(nsn, home, e164)
+		nsnOK = read.is(nsn, home) || denotes(nsn, home, e164)
 	}
 
-	if !intlDigitsAmbiguous(n, e164) {
+	if read.is(e164[1:], home) || !intlDigitsAmbiguous(n, e164) {
 		addString(e164[1:]) // 2
 	}
 	if natOK {
@@ -349,7 +362,7 @@ func intlDigitsAmbiguous(n *phonenumbers.PhoneNumber, e164 string) bool {
 		return false
 	}
 	home := phonenumbers.GetRegionCodeForCountryCode(int(cc))
-	m, _, perr := parse(digits, home)
+	m, _, _, perr := parse(digits, home)
 	return perr != nil || phonenumbers.Format(m, phonenumbers.E164) != e164
 }
 
