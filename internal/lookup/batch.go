@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Defaults for CoalescerConfig fields left zero.
@@ -220,29 +219,19 @@ func (c *Coalescer) query(ctx context.Context, l *Lookup, q *batchQueue, batch [
 		return err
 	}
 	defer rows.Close()
-	texts := make([]pgtype.Text, len(l.Results))
-	var ord int32
-	var matches int64
-	dest := make([]any, 0, len(texts)+2)
-	dest = append(dest, &ord)
-	for i := range texts {
-		dest = append(dest, &texts[i])
-	}
-	dest = append(dest, &matches)
+	b := getRowBuf(len(l.Results), true)
+	defer putRowBuf(b)
 	found := make([]bool, len(batch))
 	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
+		if err := rows.Scan(b.dest...); err != nil {
 			return err
 		}
+		ord := b.ord
 		if ord < 0 || int(ord) >= len(batch) || found[ord] {
 			return fmt.Errorf("coalesce: unexpected request %d in the answer", ord)
 		}
 		found[ord] = true
-		fields := make([]Field, len(texts))
-		for i, t := range texts {
-			fields[i] = Field{Name: l.Results[i].Field, Value: t.String}
-		}
-		batch[ord].res = Result{Fields: fields, Matches: matches}
+		batch[ord].res = Result{Fields: b.fields(l), Matches: b.matches}
 	}
 	if err := rows.Err(); err != nil {
 		return err

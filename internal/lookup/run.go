@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/custinfo/custinfo/internal/phone"
 )
@@ -163,14 +162,9 @@ func (l *Lookup) Run(ctx context.Context, db Querier, values map[string]string) 
 
 // Exec runs a bound lookup.
 func (l *Lookup) Exec(ctx context.Context, db Querier, p Prepared) (Result, error) {
-	vals := make([]pgtype.Text, len(l.Results))
-	dest := make([]any, 0, len(vals)+1)
-	for i := range vals {
-		dest = append(dest, &vals[i])
-	}
-	var res Result
-	dest = append(dest, &res.Matches)
-	err := db.QueryRow(ctx, p.SQL, p.Args...).Scan(dest...)
+	b := getRowBuf(len(l.Results), false)
+	defer putRowBuf(b)
+	err := db.QueryRow(ctx, p.SQL, p.Args...).Scan(b.dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Result{}, ErrNoMatch
 	}
@@ -183,9 +177,5 @@ func (l *Lookup) Exec(ctx context.Context, db Querier, p Prepared) (Result, erro
 		}
 		return Result{}, &QueryError{Lookup: l.Name, Err: err}
 	}
-	res.Fields = make([]Field, len(vals))
-	for i, v := range vals {
-		res.Fields[i] = Field{Name: l.Results[i].Field, Value: v.String}
-	}
-	return res, nil
+	return Result{Fields: b.fields(l), Matches: b.matches}, nil
 }
