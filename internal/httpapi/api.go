@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -127,8 +128,10 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		o.Latency = s.cfg.NowFunc().Sub(start)
-		if ip, perr := netip.ParseAddr(c.RealIP()); perr == nil {
-			o.ClientIP = ip
+		if !o.ClientIP.IsValid() {
+			if ip, perr := netip.ParseAddr(c.RealIP()); perr == nil {
+				o.ClientIP = ip
+			}
 		}
 		s.logOutcome(r, o)
 		if o.Lookup != "" && s.cfg.DoneFunc != nil {
@@ -242,9 +245,11 @@ func (s *server) lookup(c *echo.Context) error {
 	case !l.Enabled:
 		return &deniedError{Reason: "lookup is disabled"}
 	}
-	if ip, err := netip.ParseAddr(c.RealIP()); err != nil || !l.Allows(ip) {
+	ip, err := netip.ParseAddr(c.RealIP())
+	if err != nil || !l.Allows(ip) {
 		return &deniedError{Reason: "client address " + c.RealIP() + " is outside allowed_networks"}
 	}
+	o.ClientIP = ip
 	keys := snap.Keys(l, now)
 	if len(keys) == 0 {
 		return &deniedError{Reason: "no active key for this lookup"}
@@ -285,12 +290,23 @@ func (s *server) lookup(c *echo.Context) error {
 		return err
 	}
 	o.Matches = res.Matches
-	buf := appendData(make([]byte, 0, 256), res.Fields)
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	*bp = appendData((*bp)[:0], res.Fields)
 	h := c.Response().Header()
-	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	h.Set("Cache-Control", "no-store")
-	return c.JSONBlob(http.StatusOK, buf)
+	h[echo.HeaderContentType] = jsonContentType
+	h["Cache-Control"] = noStore
+	return c.JSONBlob(http.StatusOK, *bp) // copied into the connection's buffer
 }
+
+// answerBufs holds the buffers answers are encoded into.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// Header values of every answer, shared: net/http only reads them.
+var (
+	jsonContentType = []string{echo.MIMEApplicationJSON}
+	noStore         = []string{"no-store"}
+)
 
 // signedPath is the request path as the client sent it, without the query
 // string: what Java's getRequestURI gives, for the uri_body scheme. A request
