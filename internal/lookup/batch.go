@@ -274,8 +274,6 @@ func (l *Lookup) batchStatement(mask uint32) string {
 	if p.Match == MatchPhone {
 		from = "(SELECT u.ord, array_agg(u.v) AS v FROM unnest($1::text[], $2::int4[]) AS u (v, ord) GROUP BY u.ord) AS custinfo_req"
 	}
-	inner := "SELECT " + l.selects + " FROM " + l.source + " AS custinfo_src" +
-		l.whereArgs(mask, func(int) string { return "custinfo_req.v" }) +
-		" ORDER BY " + l.orderBy + " LIMIT 1"
+	inner := l.query("custinfo_src", l.whereArgs(mask, func(int) string { return "custinfo_req.v" }))
 	return "SELECT custinfo_req.ord, custinfo_row.* FROM " + from + " CROSS JOIN LATERAL (" + inner + ") AS custinfo_row"
 }

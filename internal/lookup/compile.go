@@ -46,8 +46,9 @@ type Lookup struct {
 	source   string // quoted, schema-qualified relation
 	params   []compiledParam
 	matched  []int  // indexes into params of the params that add a condition
-	selects  string // select list: results as text, then the match count
-	orderBy  string
+	inner    string // select list of the matching rows: results as text, order keys
+	selects  string // select list of the answer: results, then the match count
+	orderBy  string // over the inner list's aliases
 	keys     []keyEntry
 	stmtMu   sync.Mutex
 	stmts    map[uint32]string
@@ -270,14 +271,21 @@ func compileOne(ctx context.Context, conn *pgx.Conn, def Def) (*Lookup, error) {
 		}
 		selects = append(selects, pgx.Identifier{col.name}.Sanitize()+"::text")
 	}
-	order, err := orderClause(rel, def.OrderBy, len(selects))
+	orderKeys, order, err := orderClause(rel, def.OrderBy, len(selects))
 	if err != nil {
 		problem("%v", err)
 	}
 	if l.Broken() {
 		return l, nil
 	}
-	l.selects = strings.Join(selects, ", ") + ", count(*) OVER ()"
+	var inner, outer []string
+	for i, sel := range selects {
+		alias := "custinfo_r" + strconv.Itoa(i+1)
+		inner = append(inner, sel+" AS "+alias)
+		outer = append(outer, alias)
+	}
+	l.inner = strings.Join(append(inner, orderKeys...), ", ")
+	l.selects = strings.Join(outer, ", ") + ", count(*) OVER ()"
 	l.orderBy = order
 
 	// Let PostgreSQL parse and plan the full statement once, so a comparison it
@@ -325,8 +333,10 @@ func (r *relation) column(name string) (column, bool) {
 
 // orderClause builds ORDER BY: the admin's column (ascending, or with a
 // trailing DESC), then the primary key when the source has one, then every
-// result column in position order, so equal rows are always broken the same way.
-func orderClause(rel *relation, orderBy string, nresults int) (string, error) {
+// result column in position order, so equal rows are always broken the same
+// way. It returns the order keys to select beside the results (aliased) and
+// the ORDER BY list over the aliases.
+func orderClause(rel *relation, orderBy string, nresults int) (keys []string, order string, err error) {
 	var parts []string
 	if ob := strings.TrimSpace(orderBy); ob != "" {
 		dir := "ASC"
@@ -339,23 +349,41 @@ func orderClause(rel *relation, orderBy string, nresults int) (string, error) {
 		}
 		col, ok := rel.column(ob)
 		if !ok {
-			return "", fmt.Errorf("order_by: column %q does not exist in %s", ob, rel.display())
+			return nil, "", fmt.Errorf("order_by: column %q does not exist in %s", ob, rel.display())
 		}
-		parts = append(parts, pgx.Identifier{col.name}.Sanitize()+" "+dir+" NULLS LAST")
+		keys = append(keys, pgx.Identifier{col.name}.Sanitize()+" AS custinfo_o")
+		parts = append(parts, "custinfo_o "+dir+" NULLS LAST")
 	}
-	for _, pk := range rel.pkey {
-		parts = append(parts, pgx.Identifier{pk}.Sanitize())
+	for i, pk := range rel.pkey {
+		alias := "custinfo_k" + strconv.Itoa(i+1)
+		keys = append(keys, pgx.Identifier{pk}.Sanitize()+" AS "+alias)
+		parts = append(parts, alias)
 	}
 	for i := 1; i <= nresults; i++ {
-		parts = append(parts, strconv.Itoa(i))
+		parts = append(parts, "custinfo_r"+strconv.Itoa(i))
 	}
-	return strings.Join(parts, ", "), nil
+	return keys, strings.Join(parts, ", "), nil
 }
 
 // statement returns the SQL for the set of present matched params in mask
 // (bit i: l.matched[i] is present). $n numbers the present params in order.
 func (l *Lookup) statement(mask uint32) string {
-	return "SELECT " + l.selects + " FROM " + l.source + l.where(mask) + " ORDER BY " + l.orderBy + " LIMIT 1"
+	return l.query("", l.where(mask))
+}
+
+// query wraps a WHERE clause into the lookup's statement. The matching rows
+// are gathered in a subquery that OFFSET 0 keeps from being merged into the
+// outer query, so it is planned for all its rows and the match column's index
+// drives it; a plan that reads the whole table in ORDER BY order, hoping that
+// LIMIT 1 stops it early, would be wrong here, as count(*) OVER () needs every
+// match. alias, when set, names the source inside the subquery.
+func (l *Lookup) query(alias, where string) string {
+	src := l.source
+	if alias != "" {
+		src += " AS " + alias
+	}
+	return "SELECT " + l.selects + " FROM (SELECT " + l.inner + " FROM " + src + where +
+		" OFFSET 0) AS custinfo_m ORDER BY " + l.orderBy + " LIMIT 1"
 }
 
 // where returns the WHERE clause for the present matched params in mask.

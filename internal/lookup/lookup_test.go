@@ -499,3 +499,39 @@ SELECT l, 'id', 'id' FROM unnest(ARRAY['exact','phone','ci','noindex']) l;
 		t.Errorf("noindex: IndexWarnings = %q, want one suggesting an index on plain", w)
 	}
 }
+
+// TestPlanUsesMatchIndexNotOrder guards against a plan that reads the whole
+// primary-key index in order, filtering on the match, because of ORDER BY
+// ... LIMIT 1: every match must be counted, so the matched column's index
+// must drive the scan.
+func TestPlanUsesMatchIndexNotOrder(t *testing.T) {
+	t.Parallel()
+	pool, snap := setup(t, `
+CREATE TABLE ord (id int PRIMARY KEY, tel text, name text, since date);
+INSERT INTO ord SELECT i, '010' || lpad((i % 400)::text, 8, '0'), 'n' || i, date '2000-01-01' + (i % 1000) FROM generate_series(1, 20000) i;
+CREATE INDEX ON ord (tel); CREATE INDEX ON ord (since);
+ANALYZE ord;
+INSERT INTO custinfo.lookups (name, source, order_by) VALUES ('pk', 'ord', NULL), ('since', 'ord', 'since DESC');
+INSERT INTO custinfo.lookup_params (lookup, field, source_column, match, required, default_region)
+SELECT l, 'callNum', 'tel', m, true, 'KR' FROM (VALUES ('pk', 'phone'), ('since', 'exact')) v (l, m);
+INSERT INTO custinfo.lookup_results (lookup, field, source_column) VALUES ('pk', 'userName', 'name'), ('since', 'userName', 'name');
+`)
+	ctx := context.Background()
+	for _, name := range []string{"pk", "since"} {
+		prep, err := get(t, snap, name).Bind(map[string]string{"callNum": "01000000042"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := lookup.Explain(ctx, pool, prep, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(plan, "Index Cond: (tel =") {
+			t.Errorf("%s: the plan does not find the matches through the tel index:\n%s", name, plan)
+		}
+		res, err := get(t, snap, name).Exec(ctx, pool, prep)
+		if err != nil || res.Matches != 50 {
+			t.Errorf("%s: Exec = %v matches, %v; want 50", name, res.Matches, err)
+		}
+	}
+}
