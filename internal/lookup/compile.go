@@ -479,6 +479,18 @@ func resolveRelation(ctx context.Context, conn *pgx.Conn, source string) (*relat
 		}
 	}
 	if oid == nil {
+		if schema, _, ok := strings.Cut(source, "."); ok {
+			schema = strings.Trim(schema, `"`)
+			var denied bool
+			err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace
+				WHERE nspname IN ($1, lower($1)) AND NOT has_schema_privilege(oid, 'USAGE'))`, schema).Scan(&denied)
+			if err != nil {
+				return nil, fmt.Errorf("resolve source %q: %w", source, err)
+			}
+			if denied {
+				return nil, &mappingError{fmt.Sprintf("source %q: permission denied: the server's role has no USAGE on schema %q", source, schema)}
+			}
+		}
 		return nil, &mappingError{fmt.Sprintf("source %q does not exist (a table or view, optionally schema-qualified; quote mixed-case names)", source)}
 	}
 	rel := &relation{}
