@@ -155,16 +155,16 @@ func TestKeyRevocationTakesEffect(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, label) VALUES (NULL, 'global-key-0123456789', 'all')`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "added key active", func() bool { return activeKeys() == 2 })
+	eventually(t, 3*time.Second, "added key active", func() bool { return activeKeys() == 2 })
 	if _, err := pool.Exec(ctx, `UPDATE custinfo.api_keys SET revoked_at = now()`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "revoked keys inactive", func() bool { return activeKeys() == 0 })
-	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, expires_at) VALUES ('customer', 'short-lived-0123456789', now() + interval '300 milliseconds')`); err != nil {
+	eventually(t, 3*time.Second, "revoked keys inactive", func() bool { return activeKeys() == 0 })
+	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, expires_at) VALUES ('customer', 'short-lived-0123456789', now() + interval '2 seconds')`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "short-lived key active", func() bool { return activeKeys() == 1 })
-	eventually(t, 2*time.Second, "expired key inactive without a reload", func() bool { return activeKeys() == 0 })
+	eventually(t, 3*time.Second, "short-lived key active", func() bool { return activeKeys() == 1 })
+	eventually(t, 5*time.Second, "expired key inactive without a reload", func() bool { return activeKeys() == 0 })
 }
 
 func TestListenerReconnects(t *testing.T) {
