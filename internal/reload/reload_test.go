@@ -160,11 +160,11 @@ func TestKeyRevocationTakesEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 3*time.Second, "revoked keys inactive", func() bool { return activeKeys() == 0 })
-	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, expires_at) VALUES ('customer', 'short-lived-0123456789', now() + interval '2 seconds')`); err != nil {
+	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, expires_at) VALUES ('customer', 'short-lived-0123456789', now() + interval '4 seconds')`); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 3*time.Second, "short-lived key active", func() bool { return activeKeys() == 1 })
-	eventually(t, 5*time.Second, "expired key inactive without a reload", func() bool { return activeKeys() == 0 })
+	eventually(t, 8*time.Second, "expired key inactive without a reload", func() bool { return activeKeys() == 0 })
 }
 
 func TestListenerReconnects(t *testing.T) {
