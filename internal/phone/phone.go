@@ -74,9 +74,10 @@ func (e *Error) Error() string { return "phone: " + e.Reason }
 // their digits do not read back as the same number (AR mobiles). Numbers of
 // non-geographic calling codes (+800, +808, +870, +88x, +979) have no
 // national forms: only 1, 2, 5, 9 and 10. A number that is possible (right
-// length) but not valid (libphonenumber knows no such range) gets only the
-// forms that carry its calling code after a '+' (1, 5, 9, 10): without the
-// '+' its digits could as well spell a different number.
+// length) but not valid (libphonenumber does not know the range yet: its
+// metadata lags new number blocks, and customers stored as "010-5970-1234"
+// must still match) gets the same forms under the same read-back checks:
+// a form whose digits could spell a different number is left out.
 func Spellings(number, region string) ([]string, error) {
 	n, valid, read, err := parse(number, region)
 	if err != nil {
@@ -295,7 +296,7 @@ func spellings(n *phonenumbers.PhoneNumber, valid bool, read reading) []string {
 	e164 := phonenumbers.Format(n, phonenumbers.E164)
 	intl := phonenumbers.Format(n, phonenumbers.INTERNATIONAL)
 	addString(e164) // 1
-	if !valid || isNonGeo(n) {
+	if isNonGeo(n) {
 		if valid && !intlDigitsAmbiguous(n, e164) {
 			addString(e164[1:]) // 2
 		}
@@ -309,13 +310,22 @@ func spellings(n *phonenumbers.PhoneNumber, valid bool, read reading) []string {
 	nat := phonenumbers.Format(n, phonenumbers.NATIONAL)
 	natDigits := string(digitsOnly(buf[:0], nat))
 	nsn := phonenumbers.GetNationalSignificantNumber(n)
-	natOK := read.is(natDigits, home) || denotes(natDigits, home, e164)
+	// A number the metadata does not know is checked through this package's
+	// own reading of digits (which also tries "00" and "+" readings), not
+	// just the library's, since that is what a spelling given back meets.
+	check := denotes
+	if !valid {
+		check = readsBack
+	}
+	natOK := read.is(natDigits, home) || check(natDigits, home, e164)
 	nsnOK := natOK
 	if nsn != natDigits {
-		nsnOK = read.is(nsn, home) || denotes(nsn, home, e164)
+		nsnOK = read.is(nsn, home) || check(nsn, home, e164)
 	}
 
-	if read.is(e164[1:], home) || !intlDigitsAmbiguous(n, e164) {
+	// Form 2 of a number the metadata does not know must read back itself:
+	// "is it another valid number" cannot rule out another possible one.
+	if read.is(e164[1:], home) || valid && !intlDigitsAmbiguous(n, e164) || !valid && readsBack(e164[1:], home, e164) {
 		addString(e164[1:]) // 2
 	}
 	if natOK {
@@ -338,8 +348,18 @@ func spellings(n *phonenumbers.PhoneNumber, valid bool, read reading) []string {
 	return out
 }
 
+// readsBack reports whether s, given to Spellings with region, is the number e164.
+func readsBack(s, region, e164 string) bool {
+	m, _, _, err := parse(s, region)
+	return err == nil && phonenumbers.Format(m, phonenumbers.E164) == e164
+}
+
 // denotes reports whether the digits s, read as a number of region, are the number e164.
+// Like Spellings' own input rules, it wants minDigits to maxDigits digits.
 func denotes(s, region, e164 string) bool {
+	if len(s) < minDigits || len(s) > maxDigits {
+		return false
+	}
 	m, err := phonenumbers.Parse(s, region)
 	return err == nil && phonenumbers.Format(m, phonenumbers.E164) == e164
 }

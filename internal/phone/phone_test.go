@@ -172,10 +172,17 @@ func TestSpellingsOtherCases(t *testing.T) {
 			want:   []string{"+80012345678", "80012345678", "+800 1234 5678", "+800-1234-5678"},
 		},
 		{
-			name:   "possible but not valid number gets only + forms",
+			name:   "possible but not valid number gets the forms that read back",
 			number: "010-1234-5678-9999",
 			region: "KR",
-			want:   []string{"+8210123456789999", "+82 10123456789999", "+82-10123456789999"},
+			want:   []string{"+8210123456789999", "8210123456789999", "10123456789999", "+82 10123456789999", "+82-10123456789999"},
+		},
+		{
+			name:   "KR mobile in a block the metadata does not know keeps its national forms",
+			number: "010-5970-1234",
+			region: "KR",
+			want: []string{"+821059701234", "821059701234", "01059701234", "010-5970-1234", "+82 10-5970-1234", "1059701234",
+				"010 5970 1234", "+82 10 5970 1234", "+82-10-5970-1234", "010.5970.1234"},
 		},
 		{
 			name:   "DE international digits left out when they are also a national number",
