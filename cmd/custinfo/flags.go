@@ -58,6 +58,11 @@ func connect(ctx context.Context, url string, maxConns int32, opts ...func(*pgxp
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A dead network must not hold a pool slot for minutes: without
+		// connect_timeout in the URL, a connection attempt gives up after 5 s.
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	for _, opt := range opts {
 		opt(cfg)
 	}
