@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,8 +41,9 @@ type CoalescerConfig struct {
 
 // Coalescer runs lookups like Lookup.Run, but answers the requests for the
 // same lookup that arrive while MaxInFlight of its queries are running with
-// one query, as soon as one of those ends. A request never waits for others
-// to arrive: when fewer queries are in flight it runs at once, alone.
+// one query, as soon as one of those ends; a goroutine of the Coalescer runs
+// it. A request never waits for others to arrive: when fewer queries are in
+// flight it runs at once, alone. Every request keeps its own deadline.
 //
 // The coalesced query runs the lookup's own statement once per request in a
 // LATERAL join over the requests' values, so each request gets exactly the
@@ -51,6 +53,7 @@ type CoalescerConfig struct {
 // does not fail the others.
 type Coalescer struct {
 	cfg      CoalescerConfig
+	wg       sync.WaitGroup // the goroutines running coalesced queries
 	batches  atomic.Uint64
 	answered atomic.Uint64
 }
@@ -91,25 +94,21 @@ func (c *Coalescer) Run(ctx context.Context, l *Lookup, values map[string]string
 		q.inflight++
 		q.mu.Unlock()
 		res, err := l.Exec(ctx, c.cfg.DB, p)
-		c.next(q)
+		c.next(l, q)
 		return res, err
 	}
 	w := &waiter{p: p, ready: make(chan struct{})}
+	w.deadline, _ = ctx.Deadline()
 	q.pending = append(q.pending, w)
 	q.mu.Unlock()
 
 	select {
 	case <-w.ready:
 	case <-ctx.Done():
-		if lead := q.leave(w); !lead {
-			// Still waiting, or answered by another request's query.
-			return Result{}, &QueryError{Lookup: l.Name, Err: ctx.Err()}
-		}
-		<-w.ready // closed already: the request leads its batch and must run it
-	}
-	if w.batch != nil {
-		c.run(l, q, w.batch)
-		c.next(q)
+		// Gone from the queue, or its query is under way and its answer
+		// will be dropped: either way the request ends now.
+		q.leave(w)
+		return Result{}, &QueryError{Lookup: l.Name, Err: ctx.Err()}
 	}
 	if w.retry {
 		return l.Exec(ctx, c.cfg.DB, p)
@@ -117,16 +116,22 @@ func (c *Coalescer) Run(ctx context.Context, l *Lookup, values map[string]string
 	return w.res, w.err
 }
 
+// Wait blocks until the coalesced queries under way have ended; call it
+// when no more requests come.
+func (c *Coalescer) Wait() {
+	if c != nil {
+		c.wg.Wait()
+	}
+}
+
 // waiter is a request waiting to be answered by a coalesced query.
 type waiter struct {
-	p     Prepared
-	ready chan struct{} // closed when the request leads a batch, or is answered
-	// batch is set, under the queue's lock, when the request is to run the
-	// batch (itself first) for all of them.
-	batch []*waiter
-	retry bool // the batch failed: run alone
-	res   Result
-	err   error
+	p        Prepared
+	deadline time.Time     // the request's; zero if none
+	ready    chan struct{} // closed when the request is answered
+	retry    bool          // the coalesced query failed: run alone
+	res      Result
+	err      error
 }
 
 // batchQueue holds the requests waiting for one statement of a lookup.
@@ -138,23 +143,19 @@ type batchQueue struct {
 	pending  []*waiter
 }
 
-// leave takes w out of the queue when it is still waiting, and reports
-// whether it leads a batch (and must run it).
-func (q *batchQueue) leave(w *waiter) (lead bool) {
+// leave takes w out of the queue if it is still waiting.
+func (q *batchQueue) leave(w *waiter) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for i, o := range q.pending {
-		if o == w {
-			q.pending = append(q.pending[:i], q.pending[i+1:]...)
-			return false
-		}
+	if i := slices.Index(q.pending, w); i >= 0 {
+		q.pending = slices.Delete(q.pending, i, i+1)
 	}
-	return w.batch != nil
 }
 
-// next hands the caller's place in flight to the waiting requests, if any:
-// the first of them runs a query for up to MaxBatch of them.
-func (c *Coalescer) next(q *batchQueue) {
+// next hands the caller's place in flight to the waiting requests, if any: a
+// goroutine of the Coalescer answers up to MaxBatch of them with one query,
+// then calls next in turn. The caller does not wait for it.
+func (c *Coalescer) next(l *Lookup, q *batchQueue) {
 	q.mu.Lock()
 	if len(q.pending) == 0 {
 		q.inflight--
@@ -162,36 +163,47 @@ func (c *Coalescer) next(q *batchQueue) {
 		return
 	}
 	n := min(len(q.pending), c.cfg.MaxBatch)
-	batch := make([]*waiter, n)
-	copy(batch, q.pending)
+	batch := slices.Clone(q.pending[:n])
 	rest := copy(q.pending, q.pending[n:])
 	clear(q.pending[rest:])
 	q.pending = q.pending[:rest]
-	batch[0].batch = batch
 	q.mu.Unlock()
-	close(batch[0].ready)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.run(l, q, batch)
+		c.next(l, q)
+	}()
 }
 
-// run answers the requests of batch with one query and wakes them; the
-// first is the caller.
+// run answers the requests of batch with one query and wakes them. The
+// query may run until the last of their deadlines, at most Timeout.
 func (c *Coalescer) run(l *Lookup, q *batchQueue, batch []*waiter) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	limit := time.Now().Add(c.cfg.Timeout)
+	var last time.Time
+	for _, w := range batch {
+		if w.deadline.IsZero() || w.deadline.After(limit) {
+			last = limit
+			break
+		}
+		if w.deadline.After(last) {
+			last = w.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), last)
 	defer cancel()
-	lead := batch[0]
 	if len(batch) == 1 {
-		lead.res, lead.err = l.Exec(ctx, c.cfg.DB, lead.p)
+		w := batch[0]
+		w.res, w.err = l.Exec(ctx, c.cfg.DB, w.p)
+		close(w.ready)
 		return
 	}
 	err := c.query(ctx, l, q, batch)
 	c.batches.Add(1)
 	c.answered.Add(uint64(len(batch)))
 	for _, w := range batch {
-		if err != nil {
-			w.retry = true
-		}
-		if w != lead {
-			close(w.ready)
-		}
+		w.retry = err != nil
+		close(w.ready)
 	}
 }
 

@@ -175,6 +175,20 @@ type gatedDB struct {
 	lookup.BatchQuerier
 	gate    chan struct{}
 	arrived atomic.Int32 // queries that reached the gate
+	// batchGate, when set, holds the coalesced (multi-row) queries.
+	batchGate chan struct{}
+	batches   atomic.Int32 // coalesced queries that reached batchGate
+}
+
+func (g *gatedDB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if g.batchGate != nil {
+		g.batches.Add(1)
+		select {
+		case <-g.batchGate:
+		case <-ctx.Done():
+		}
+	}
+	return g.BatchQuerier.Query(ctx, sql, args...)
 }
 
 func (g *gatedDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
@@ -225,11 +239,60 @@ func TestCoalescerRunsWaitingRequestsTogether(t *testing.T) {
 		t.Errorf("Stats() = %d queries, %d requests; want 1 query for the %d that waited", b, n, len(reqs)-1)
 	}
 	// Idle again: a request runs at once, alone.
+	c.Wait()
 	if a := answerOf(c.Run(ctx, l, reqs[0])); !cmp.Equal(a, got[0]) {
 		t.Errorf("idle run = %+v, want %+v", a, got[0])
 	}
 	if b, _ := c.Stats(); b != 1 {
 		t.Errorf("an idle request was coalesced (%d queries)", b)
+	}
+}
+
+// A request answered by a coalesced query still ends at its own deadline,
+// while the query goes on for the others.
+func TestCoalescedRequestKeepsItsDeadline(t *testing.T) {
+	t.Parallel()
+	pool, snap := setup(t, batchFixture)
+	ctx := context.Background()
+	l := get(t, snap, "pk")
+	db := &gatedDB{BatchQuerier: pool, gate: make(chan struct{}), batchGate: make(chan struct{})}
+	c := lookup.NewCoalescer(lookup.CoalescerConfig{DB: db, MaxInFlight: 1})
+	reqs := batchRequests["phone"]
+
+	var wg sync.WaitGroup
+	var first, patient answer
+	wg.Go(func() { first = answerOf(c.Run(ctx, l, reqs[0])) })
+	waitFor(t, "the first query to start", func() bool { return db.arrived.Load() == 1 })
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	hurried := make(chan error, 1)
+	go func() {
+		_, err := c.Run(short, l, reqs[1])
+		hurried <- err
+	}()
+	wg.Go(func() { patient = answerOf(c.Run(ctx, l, reqs[2])) })
+	waitFor(t, "two requests to wait", func() bool { return l.Waiting(reqs[0]) == 2 })
+	close(db.gate)
+	waitFor(t, "the coalesced query to start", func() bool { return db.batches.Load() == 1 })
+	// The coalesced query is held; the hurried request must end regardless.
+	select {
+	case err := <-hurried:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("request past its deadline = %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("request past its deadline still waits for the coalesced query")
+	}
+	close(db.batchGate)
+	wg.Wait()
+	c.Wait()
+	for _, tt := range []struct {
+		v   map[string]string
+		got answer
+	}{{reqs[0], first}, {reqs[2], patient}} {
+		if want := answerOf(l.Run(ctx, pool, tt.v)); !cmp.Equal(want, tt.got) {
+			t.Errorf("request %v: %+v, want %+v", tt.v, tt.got, want)
+		}
 	}
 }
 
@@ -272,6 +335,7 @@ func TestCoalescerConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	c.Wait()
 	b, n := c.Stats()
 	t.Logf("%d coalesced queries answered %d of %d requests", b, n, 16*40)
 }

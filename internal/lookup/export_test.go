@@ -23,7 +23,6 @@ func (c *Coalescer) RunTogether(ctx context.Context, l *Lookup, values []map[str
 		q = qi
 		batch[i] = &waiter{p: p, ready: make(chan struct{})}
 	}
-	batch[0].batch = batch
 	c.run(l, q, batch)
 	res := make([]Result, len(batch))
 	errs := make([]error, len(batch))
