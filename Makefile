@@ -9,7 +9,7 @@ DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/custinfo?sslmode=disable
 ADDR          ?= :8080
 FUZZTIME      ?= 30s
 ROWS          ?= 1000000
-DURATION      ?= 6s
+DURATION      ?= 5s
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/custinfo_bench?sslmode=disable
 SOAK_DURATION ?= 60s
 export TEST_DATABASE_URL

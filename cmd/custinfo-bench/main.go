@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,17 +70,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	binary := fs.String("binary", "bin/custinfo", "the custinfo executable to measure")
 	rows := fs.Int64("rows", 1_000_000, "number of demo customers")
 	conns := fs.String("conns", "1,8,32,64", "connection counts, comma-separated")
-	duration := fs.Duration("duration", 6*time.Second, "measured time of each phase")
+	duration := fs.Duration("duration", 5*time.Second, "measured time of each phase")
 	warmup := fs.Duration("warmup", time.Second, "unmeasured time before each phase")
 	runs := fs.Int("runs", 1, "repeat every phase this many times; the table shows medians")
 	key := fs.String("key", "custinfo-bench-key-4f1c2a", "demo key to install and sign with")
 	lookupName := fs.String("lookup", "customer", "lookup to request")
 	hits := fs.Int("hits", 80, "percent of requests that name an existing customer")
 	pgbench := fs.String("pgbench", "pgbench", "pgbench executable; empty to skip that baseline")
+	directPool := fs.Int("direct-pool-conns", 0, "pool size of the pgx-direct baseline: 0 for pgx's default (what custinfo serve uses), -1 for one connection per worker like pgbench")
 	serveArgs := fs.String("serve-args", "", "extra arguments of the measured custinfo serve, space-separated")
 	var vs variants
 	fs.Var(&vs, "variant", "also measure a server with extra arguments: NAME:CONNS:ARGS (repeatable)")
-	noDefaultVariants := fs.Bool("no-variants", false, "do not measure the default variants (info-level logging at 32 connections)")
+	variantBinaries := map[string]string{}
+	fs.Func("variant-binary", "run variant NAME with another custinfo executable: NAME=PATH (repeatable)", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return fmt.Errorf("want NAME=PATH")
+		}
+		variantBinaries[name] = path
+		return nil
+	})
+	noDefaultVariants := fs.Bool("no-variants", false, "do not measure the default variants (info-level logging at 32 connections, no coalescing at 8, 32 and 64)")
 	recreate := fs.Bool("recreate", false, "drop and recreate the bench database first")
 	seed := fs.Uint64("seed", 1, "workload seed")
 	out := fs.String("out", "docs/benchmarks.md", "Markdown document to write the run into; empty for none")
@@ -91,7 +102,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--conns: %w", err)
 	}
 	if !*noDefaultVariants {
-		vs = append(variants{{Name: "custinfo, info log", Conns: []int{32}, Args: []string{"--log-level", "info"}}}, vs...)
+		vs = append(variants{
+			{Name: "custinfo, info log", Conns: []int{32}, Args: []string{"--log-level", "info"}},
+			{Name: "custinfo, no coalescing", Conns: []int{8, 32, 64}, Args: []string{"--coalesce=false"}},
+		}, vs...)
+	}
+	for name, path := range variantBinaries {
+		i := slices.IndexFunc(vs, func(v bench.Variant) bool { return v.Name == name })
+		if i < 0 {
+			return fmt.Errorf("--variant-binary %s: no --variant of that name", name)
+		}
+		vs[i].Binary = path
 	}
 	pb := *pgbench
 	if pb != "" {
@@ -105,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rep, err := bench.Run(ctx, bench.Config{
 		DatabaseURL: *dbURL, Binary: *binary, Rows: *rows, Conns: cs,
 		Warmup: *warmup, Duration: *duration, Runs: *runs,
-		Key: *key, Lookup: *lookupName, HitPercent: *hits, Pgbench: pb,
+		Key: *key, Lookup: *lookupName, HitPercent: *hits, Pgbench: pb, DirectPoolConns: *directPool,
 		ServeArgs: strings.Fields(*serveArgs), Variants: vs, Recreate: *recreate,
 		Seed: *seed, Out: stderr,
 	})

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"debug/buildinfo"
 	"errors"
@@ -55,6 +56,10 @@ type Config struct {
 	HitPercent int
 	// Pgbench is the pgbench executable; empty skips that baseline.
 	Pgbench string
+	// DirectPoolConns is the pool size of the pgx baseline: 0 means pgx's
+	// default, which custinfo serve also uses; -1 means one connection per
+	// worker, like pgbench.
+	DirectPoolConns int
 	// ServeArgs are extra arguments of the measured server.
 	ServeArgs []string
 	// Variants are other server configurations measured beside it.
@@ -75,6 +80,9 @@ type Variant struct {
 	Name  string
 	Conns []int
 	Args  []string
+	// Binary, when set, is another custinfo executable to serve with (an
+	// older build, say); the variant's Args still apply.
+	Binary string
 }
 
 // Report is the outcome of a run.
@@ -174,7 +182,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	for _, v := range cfg.Variants {
 		args := append(slices.Clone(mainArgs), v.Args...)
-		if servers[v.Name], err = startServer(ctx, cfg.Binary, cfg.DatabaseURL, dir, "variant"+fmt.Sprint(len(servers)), args); err != nil {
+		bin := cmp.Or(v.Binary, cfg.Binary)
+		if servers[v.Name], err = startServer(ctx, bin, cfg.DatabaseURL, dir, "variant"+fmt.Sprint(len(servers)), args); err != nil {
 			return nil, err
 		}
 	}
@@ -306,14 +315,19 @@ func (cfg *Config) direct(ctx context.Context, conns int, l *lookup.Lookup, item
 	if err != nil {
 		return result{}, fmt.Errorf("parse bench database url: %w", err)
 	}
-	pc.MaxConns = int32(conns)
+	switch {
+	case cfg.DirectPoolConns > 0:
+		pc.MaxConns = int32(cfg.DirectPoolConns)
+	case cfg.DirectPoolConns < 0:
+		pc.MaxConns = int32(conns)
+	}
 	pc.ConnConfig.RuntimeParams["application_name"] = "custinfo-bench"
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return result{}, fmt.Errorf("connect bench database: %w", err)
 	}
 	defer pool.Close()
-	if err := fillPool(ctx, pool, conns); err != nil {
+	if err := fillPool(ctx, pool, min(conns, int(pc.MaxConns))); err != nil {
 		return result{}, err
 	}
 	seed := cfg.Seed + uint64(run)*1000 + 1

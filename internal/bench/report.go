@@ -110,8 +110,12 @@ func (rep *Report) Markdown(command string) string {
 	fmt.Fprintf(&b, "- custinfo serves with `%s`", strings.Join(append([]string{"--log-level", "warn"}, cfg.ServeArgs...), " "))
 	for _, v := range cfg.Variants {
 		fmt.Fprintf(&b, "; %s adds `%s`", v.Name, strings.Join(v.Args, " "))
+		if v.Binary != "" {
+			fmt.Fprintf(&b, " and runs `%s`", v.Binary)
+		}
 	}
-	fmt.Fprintf(&b, "\n- The lookup's statement (pgx-direct sends it with the arguments the lookup binds; pgbench builds the same spellings in SQL from a random id):\n\n```sql\n%s\n```\n\n", rep.SQL)
+	fmt.Fprintf(&b, "\n- pgx-direct: one goroutine per connection sends the lookup's statement with the arguments the lookup binds, through a pgxpool of %s; pgbench: one connection per client, the same spellings built in SQL from a random id\n", directPool(cfg.DirectPoolConns))
+	fmt.Fprintf(&b, "- The lookup's statement:\n\n```sql\n%s\n```\n\n", rep.SQL)
 
 	cols := columns()
 	for _, c := range cols {
@@ -145,6 +149,16 @@ func (rep *Report) Markdown(command string) string {
 		b.WriteString("\nFirst error of each target that had one:\n\n" + strings.Join(slices.Compact(notes), "\n") + "\n")
 	}
 	return b.String()
+}
+
+func directPool(n int) string {
+	switch {
+	case n > 0:
+		return fmt.Sprintf("%d connections", n)
+	case n < 0:
+		return "one connection per goroutine"
+	}
+	return "pgx's default size (as custinfo serve's)"
 }
 
 // Markers delimit the generated section of the benchmarks document; what is
