@@ -14,7 +14,7 @@ import (
 
 // Defaults for CoalescerConfig fields left zero.
 const (
-	DefaultMaxInFlight  = 2
+	DefaultMaxInFlight  = 1
 	DefaultMaxBatch     = 64
 	DefaultBatchTimeout = 2 * time.Second
 )
