@@ -130,6 +130,8 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return err
 	}
 	defer stopPprof()
+	coalescer := newCoalescer(f, pool)
+	defer coalescer.Wait() // its queries end before the pool closes
 	metrics.AccessLogQueueDepthFunc = alog.QueueDepth
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
@@ -146,7 +148,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		MaxBody:         f.maxBody,
 		QueryTimeout:    f.queryTimeout,
 		DoneFunc:        alog.add,
-		Coalescer:       newCoalescer(f, pool),
+		Coalescer:       coalescer,
 	})
 	srv := &http.Server{
 		Handler:           handler,

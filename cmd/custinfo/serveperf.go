@@ -19,9 +19,12 @@ import (
 func perfFlags(fs *flag.FlagSet, e *env, f *serveFlags) {
 	fs.StringVar(&f.pprofAddr, "pprof-addr", e.stringEnv("CUSTINFO_PPROF_ADDR", ""),
 		"serve Go's profiler (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off when empty (env CUSTINFO_PPROF_ADDR). Never expose it")
-	coalesce, _ := strconv.ParseBool(e.stringEnv("CUSTINFO_COALESCE", "false"))
+	coalesce, err := strconv.ParseBool(e.stringEnv("CUSTINFO_COALESCE", "true"))
+	if err != nil {
+		coalesce = true
+	}
 	fs.BoolVar(&f.coalesce, "coalesce", coalesce,
-		"answer the requests for one lookup that wait while its queries run with one query (env CUSTINFO_COALESCE=true)")
+		"answer the requests for one lookup that wait while its queries run with one query; a request never waits when none do (env CUSTINFO_COALESCE; --coalesce=false to turn off)")
 	fs.IntVar(&f.coalesceInFlight, "coalesce-in-flight", lookup.DefaultMaxInFlight,
 		"with --coalesce: queries of one lookup run side by side before requests wait to be answered together")
 }
