@@ -44,7 +44,7 @@ CREATE OR REPLACE VIEW demo.customer_cards AS
 const demoFill = `
 INSERT INTO demo.customers (id, customer_no, name, phone, email)
 SELECT i,
-       'C-' || lpad(i::text, 7, '0'),
+       'C-' || lpad(i::text, greatest(7, length(i::text)), '0'),
        (ARRAY['김','이','박','최','정','강','조','윤','장','임','한','오','서','신','권','황','안','송','류','홍'])[1 + i % 20]
          || (ARRAY['민준','서연','도윤','하은','시우','지우','주원','서윤','하준','지민','예준','수아','지호','채원','준서','지유'])[1 + (i / 20) % 16],
        CASE i % 4
