@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/custinfo/custinfo/internal/httpapi"
 	"github.com/custinfo/custinfo/internal/lookup"
 	"github.com/custinfo/custinfo/internal/reload"
@@ -31,7 +33,8 @@ func runLookups(ctx context.Context, args []string, e *env) error {
 }
 
 // loadSnapshot connects and compiles the configuration as the server would.
-func loadSnapshot(ctx context.Context, e *env, dbURL string) (*lookup.Snapshot, func(), error) {
+// The caller closes the returned pool, which also serves its later queries.
+func loadSnapshot(ctx context.Context, dbURL string) (*lookup.Snapshot, *pgxpool.Pool, error) {
 	pool, err := connect(ctx, dbURL, 4)
 	if err != nil {
 		return nil, nil, err
@@ -41,7 +44,7 @@ func loadSnapshot(ctx context.Context, e *env, dbURL string) (*lookup.Snapshot, 
 		pool.Close()
 		return nil, nil, err
 	}
-	return h.Snapshot(), pool.Close, nil
+	return h.Snapshot(), pool, nil
 }
 
 func lookupState(l *lookup.Lookup) string {
@@ -61,11 +64,11 @@ func runLookupsList(ctx context.Context, args []string, e *env) error {
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	snap, closeFn, err := loadSnapshot(ctx, e, *dbURL)
+	snap, pool, err := loadSnapshot(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
+	defer pool.Close()
 	now := time.Now()
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tSOURCE\tPARAMS\tRESULTS\tACTIVE KEYS\tDESCRIPTION")
@@ -98,20 +101,15 @@ func runLookupsCheck(ctx context.Context, args []string, e *env) error {
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	snap, closeFn, err := loadSnapshot(ctx, e, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	names := snap.Names()
-	if fs.NArg() > 0 {
-		names = fs.Args()
-	}
-	pool, err := connect(ctx, *dbURL, 2)
+	snap, pool, err := loadSnapshot(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	names := snap.Names()
+	if fs.NArg() > 0 {
+		names = fs.Args()
+	}
 	now := time.Now()
 	broken := 0
 	for _, name := range names {
@@ -168,21 +166,16 @@ func runLookupsTry(ctx context.Context, args []string, e *env) error {
 		}
 		values[k] = v
 	}
-	snap, closeFn, err := loadSnapshot(ctx, e, *dbURL)
+	snap, pool, err := loadSnapshot(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
+	defer pool.Close()
 	name := fs.Arg(0)
 	l, ok := snap.Get(name)
 	if !ok {
 		return fmt.Errorf("lookups try: no lookup named %q", name)
 	}
-	pool, err := connect(ctx, *dbURL, 2)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 
 	prep, err := l.Bind(values)
 	if err != nil {
