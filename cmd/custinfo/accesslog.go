@@ -148,7 +148,7 @@ func auditRegionFlag(fs *flag.FlagSet, e *env) *string {
 
 func auditRegionVar(fs *flag.FlagSet, e *env, p *string) {
 	fs.StringVar(p, "audit-region", e.stringEnv("CUSTINFO_AUDIT_REGION", audit.DefaultRegion),
-		"region in which national numbers are read before hashing, so all spellings of a number hash alike (env CUSTINFO_AUDIT_REGION)")
+		"region in which national numbers are read before hashing, so all spellings of a number hash alike; a value the lookup matched as a phone number is hashed as the lookup read it, in the request's region (env CUSTINFO_AUDIT_REGION)")
 }
 
 // accessLogFlags registers serve's access-log flags.
@@ -204,17 +204,18 @@ func startAccessLog(ctx context.Context, pool *pgxpool.Pool, f serveFlags, logge
 // writer masks and hashes the query value off the request's goroutine.
 func (a *accessLog) add(o *httpapi.Outcome) {
 	a.Add(audit.Entry{
-		At:        o.At,
-		RequestID: o.RequestID,
-		Lookup:    o.Lookup,
-		KeyID:     o.KeyID,
-		ClientIP:  o.ClientIP,
-		Code:      o.Code,
-		Status:    o.Status,
-		Latency:   o.Latency,
-		Query:     o.Query,
-		Queried:   o.Code == "ok" || o.Code == httpapi.CodeNoData,
-		Matches:   o.Matches,
+		At:              o.At,
+		RequestID:       o.RequestID,
+		Lookup:          o.Lookup,
+		KeyID:           o.KeyID,
+		ClientIP:        o.ClientIP,
+		Code:            o.Code,
+		Status:          o.Status,
+		Latency:         o.Latency,
+		Query:           o.Query,
+		QueryNormalized: o.QueryNormalized,
+		Queried:         o.Code == "ok" || o.Code == httpapi.CodeNoData,
+		Matches:         o.Matches,
 	})
 }
 

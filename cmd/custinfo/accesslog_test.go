@@ -47,7 +47,7 @@ INSERT INTO custinfo.api_keys (secret, label) VALUES ('access-log-test-key-7f3a'
 
 // alClearDigits are digit runs of the numbers the test sends that a masked
 // value never shows (it keeps the first 3 and last 4 digits).
-var alClearDigits = []string{"24681357", "97531864", "55501234"}
+var alClearDigits = []string{"24681357", "97531864", "55501234", "5552671"}
 
 // alRequest is one kind of request the test sends, and the status it gets.
 type alRequest struct {
@@ -63,6 +63,7 @@ var alMix = []alRequest{
 	{name: "found national", lookup: "customer", body: `{"callNum":"010-2468-1357","nation":"82"}`, wantStatus: 200},
 	{name: "found e164", lookup: "customer", body: `{"callNum":"+82 10 9753 1864"}`, wantStatus: 200},
 	{name: "no data", lookup: "customer", body: `{"callNum":"01055501234"}`, wantStatus: 404},
+	{name: "no data, US", lookup: "customer", body: `{"callNum":"(415) 555-2671","nation":"1"}`, wantStatus: 404},
 	{name: "bad signature", lookup: "customer", body: `{"callNum":"010-2468-1357"}`, badSig: true, wantStatus: 403},
 	{name: "bad timestamp", lookup: "customer", body: `{"callNum":"010-2468-1357"}`, badTS: true, wantStatus: 400},
 	{name: "missing field", lookup: "customer", body: `{"nation":"82"}`, wantStatus: 400},
@@ -298,6 +299,16 @@ func TestAccessLogAfterShutdownUnderLoad(t *testing.T) {
 	}
 	if hashed == 0 {
 		t.Errorf("no access_log row has the hash of 010 2468 1357, want the rows of its lookups")
+	}
+	// A number read in the request's own region (nation 1) hashes as that
+	// number, whatever --audit-region says.
+	usHash := audit.HashQuery(alAuditKey, "+1 415-555-2671", "KR")
+	if err := admin.QueryRow(context.Background(), `SELECT count(*) FROM custinfo.access_log
+		WHERE query_hash = $1 AND status = 404`, usHash).Scan(&hashed); err != nil {
+		t.Fatalf("search by hash: %v", err)
+	}
+	if hashed == 0 {
+		t.Errorf("no access_log row has the hash of +1 415-555-2671, want the rows of its lookups with nation 1")
 	}
 	for _, d := range alClearDigits {
 		if strings.Contains(logs.String(), d) {

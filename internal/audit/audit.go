@@ -9,10 +9,12 @@
 // phone number is no protection (the numbers of one country can be hashed
 // exhaustively in minutes), so none is stored.
 //
-// Normalising a phone number costs a parse (about 0.2 ms), so the Writer
-// masks and hashes in its own goroutine, not in the request's: an Entry is
-// queued with the clear value, which stays in memory only until its batch is
-// prepared and is never written.
+// The Writer masks and hashes in its own goroutine, not in the request's: an
+// Entry is queued with the clear value, which stays in memory only until its
+// batch is prepared and is never written. A lookup that matched the value as
+// a phone number has already read it, with the request's own region, and
+// passes its E.164 form along (QueryNormalized); other values are normalised
+// by the Writer (see Normalize), which costs a parse of their own.
 package audit
 
 import (
@@ -58,6 +60,9 @@ type Entry struct {
 	// replaces it with QueryMasked and QueryHash (see Hasher.Query) before
 	// the entry's batch is written.
 	Query string
+	// QueryNormalized, when set, is Query's E.164 form as the lookup read
+	// it; it is hashed instead of Normalize(Query), and never stored.
+	QueryNormalized string
 	// QueryMasked and QueryHash stand for the query value; see Hasher.Query.
 	QueryMasked string
 	QueryHash   string
@@ -87,13 +92,18 @@ func NewHasher(key, region string) Hasher {
 func (h Hasher) Keyed() bool { return len(h.key) > 0 }
 
 // Query returns what the access log keeps of a clear query value: its mask
-// and its hash (empty without a key). An empty value gives two empty strings.
-func (h Hasher) Query(value string) (masked, hash string) {
+// and its hash (empty without a key). normalized, when not empty, is the
+// value's E.164 form as the lookup read it, and is what gets hashed; else
+// Normalize(value) is. An empty value gives two empty strings.
+func (h Hasher) Query(value, normalized string) (masked, hash string) {
 	if value == "" {
 		return "", ""
 	}
 	value = cutText(value, MaxQueryLen)
-	return phone.Mask(value), h.Hash(value)
+	if normalized == "" || len(h.key) == 0 {
+		return phone.Mask(value), h.Hash(value)
+	}
+	return phone.Mask(value), h.hash(normalized)
 }
 
 // Hash returns the hex HMAC-SHA256 of Normalize(value, region) under the key,
@@ -103,9 +113,13 @@ func (h Hasher) Hash(value string) string {
 	if len(h.key) == 0 || value == "" {
 		return ""
 	}
-	value = cutText(value, MaxQueryLen)
+	return h.hash(Normalize(cutText(value, MaxQueryLen), h.region))
+}
+
+// hash returns the hex HMAC-SHA256 of normalized under the key.
+func (h Hasher) hash(normalized string) string {
 	m := hmac.New(sha256.New, h.key)
-	m.Write([]byte(Normalize(value, h.region)))
+	m.Write([]byte(normalized))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -137,6 +151,7 @@ func (e *Entry) clean() {
 	e.QueryMasked = cleanText(e.QueryMasked, maxLookupLen)
 	e.QueryHash = cleanText(e.QueryHash, maxLookupLen)
 	e.Query = cutText(e.Query, MaxQueryLen)
+	e.QueryNormalized = cutText(e.QueryNormalized, MaxQueryLen)
 }
 
 // redact replaces the clear query value by its mask and hash.
@@ -144,9 +159,9 @@ func (e *Entry) redact(h Hasher) {
 	if e.Query == "" {
 		return
 	}
-	e.QueryMasked, e.QueryHash = h.Query(e.Query)
+	e.QueryMasked, e.QueryHash = h.Query(e.Query, e.QueryNormalized)
 	e.QueryMasked = cleanText(e.QueryMasked, maxLookupLen)
-	e.Query = ""
+	e.Query, e.QueryNormalized = "", ""
 }
 
 func cleanText(s string, max int) string {

@@ -74,20 +74,26 @@ func TestHasherQuery(t *testing.T) {
 	tests := []struct {
 		name       string
 		key, value string
+		normalized string
 		wantMasked string
 		wantHash   string
 	}{
 		{name: "keyed", key: testKey, value: "010-1234-5678", wantMasked: "010****5678", wantHash: hashKRMobile},
+		{name: "keyed, normalized by the lookup", key: testKey, value: "010-1234-5678", normalized: "+821012345678", wantMasked: "010****5678", wantHash: hashKRMobile},
+		// The lookup read the number in its request's region; the Hasher's
+		// region (KR) would read these digits as another number.
+		{name: "normalized in another region", key: testKey, value: "(415) 555-2671", normalized: "+14155552671", wantMasked: "415***2671", wantHash: HashQuery(testKey, "+14155552671", "")},
 		{name: "unkeyed", key: "", value: "010-1234-5678", wantMasked: "010****5678", wantHash: ""},
+		{name: "unkeyed, normalized", key: "", value: "010-1234-5678", normalized: "+821012345678", wantMasked: "010****5678", wantHash: ""},
 		{name: "empty value", key: testKey, value: "", wantMasked: "", wantHash: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := NewHasher(tt.key, "KR")
-			masked, hash := h.Query(tt.value)
+			masked, hash := h.Query(tt.value, tt.normalized)
 			if masked != tt.wantMasked || hash != tt.wantHash {
-				t.Errorf("Query(%q) = %q, %q, want %q, %q", tt.value, masked, hash, tt.wantMasked, tt.wantHash)
+				t.Errorf("Query(%q, %q) = %q, %q, want %q, %q", tt.value, tt.normalized, masked, hash, tt.wantMasked, tt.wantHash)
 			}
 			if h.Keyed() != (tt.key != "") {
 				t.Errorf("Keyed() = %v, want %v", h.Keyed(), tt.key != "")

@@ -168,7 +168,7 @@ func mixedEntries(n int) (in, want []audit.Entry, clearDigits []string) {
 			Matches:   o.matches,
 		}
 		in = append(in, e)
-		e.QueryMasked, e.QueryHash = testHasher.Query(clear)
+		e.QueryMasked, e.QueryHash = testHasher.Query(clear, "")
 		e.Query = ""
 		want = append(want, e)
 	}

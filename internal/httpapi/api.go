@@ -68,9 +68,12 @@ type Outcome struct {
 	Status    int
 	Code      string // "ok" on success
 	Latency   time.Duration
-	Query     string // the first matched field's value, in clear: mask before storing
-	Matches   int64
-	Reason    string // why a request failed, for the log; never a secret
+	Query     string // the query field's value, in clear: mask before storing
+	// QueryNormalized is Query's E.164 form when the lookup read it as a
+	// phone number (with the request's region), else "".
+	QueryNormalized string
+	Matches         int64
+	Reason          string // why a request failed, for the log; never a secret
 }
 
 type server struct {
@@ -272,13 +275,18 @@ func (s *server) lookup(c *echo.Context) error {
 		return err
 	}
 	o.Query = values[l.QueryField()]
+	p, err := l.Bind(values)
+	if err != nil {
+		return err
+	}
+	o.QueryNormalized = p.Normalized
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
 	defer cancel()
 	var res lookup.Result
 	if s.cfg.Coalescer != nil {
-		res, err = s.cfg.Coalescer.Run(ctx, l, values)
+		res, err = s.cfg.Coalescer.Exec(ctx, l, p)
 	} else {
-		res, err = l.Run(ctx, s.cfg.DB, values)
+		res, err = l.Exec(ctx, s.cfg.DB, p)
 	}
 	if err != nil {
 		if r.Context().Err() != nil {

@@ -85,6 +85,12 @@ func (c *Coalescer) Run(ctx context.Context, l *Lookup, values map[string]string
 	if err != nil {
 		return Result{}, err
 	}
+	return c.Exec(ctx, l, p)
+}
+
+// Exec runs a lookup bound by l.Bind, coalesced with the other requests for
+// it that are waiting.
+func (c *Coalescer) Exec(ctx context.Context, l *Lookup, p Prepared) (Result, error) {
 	q := l.batchQueue(p.mask)
 	if q == nil {
 		return l.Exec(ctx, c.cfg.DB, p)

@@ -358,6 +358,35 @@ SELECT l, 'userName', 'name' FROM unnest(ARRAY['asc','desc','pk','view']) l;
 	}
 }
 
+// TestBindNormalized checks Prepared.Normalized: the E.164 form of the query
+// field when the lookup reads it as a phone number, in the request's region.
+func TestBindNormalized(t *testing.T) {
+	t.Parallel()
+	_, snap := setup(t, matchFixture)
+	tests := []struct {
+		lookup string
+		values map[string]string
+		want   string
+	}{
+		{lookup: "by_phone", values: map[string]string{"callNum": "010-1234-5678"}, want: "+821012345678"},
+		{lookup: "by_phone", values: map[string]string{"callNum": "(415) 555-2671", "nation": "1"}, want: "+14155552671"},
+		{lookup: "by_phone", values: map[string]string{"callNum": "+44 20 7946 0018", "nation": "82"}, want: "+442079460018"},
+		{lookup: "by_phone_gb", values: map[string]string{"callNum": "020 7946 0018"}, want: "+442079460018"},
+		{lookup: "by_code", values: map[string]string{"code": "A-1", "note": "010-1234-5678"}, want: ""},
+		{lookup: "by_email", values: map[string]string{"email": "kim@example.com"}, want: ""},
+	}
+	for _, tt := range tests {
+		p, err := get(t, snap, tt.lookup).Bind(tt.values)
+		if err != nil {
+			t.Errorf("%s.Bind(%v): %v", tt.lookup, tt.values, err)
+			continue
+		}
+		if p.Normalized != tt.want {
+			t.Errorf("%s.Bind(%v).Normalized = %q, want %q", tt.lookup, tt.values, p.Normalized, tt.want)
+		}
+	}
+}
+
 func TestOptionalParamsLeftOut(t *testing.T) {
 	t.Parallel()
 	pool, snap := setup(t, `

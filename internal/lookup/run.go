@@ -71,7 +71,10 @@ type Result struct {
 type Prepared struct {
 	SQL  string
 	Args []any
-	mask uint32 // the present matched params (see statement)
+	// Normalized is the E.164 form of the query field's value (see
+	// QueryField) when the lookup matches it as a phone number, else "".
+	Normalized string
+	mask       uint32 // the present matched params (see statement)
 }
 
 // Bind checks the request values against the lookup's params and returns the
@@ -86,7 +89,11 @@ func (l *Lookup) Bind(values map[string]string) (Prepared, error) {
 			return Prepared{}, &InputError{Field: p.Field, Reason: "is required"}
 		}
 	}
-	var mask uint32
+	var (
+		mask       uint32
+		normalized string
+	)
+	query := l.QueryField()
 	args := make([]any, 0, len(l.matched))
 	for i, pi := range l.matched {
 		p := &l.params[pi]
@@ -103,12 +110,15 @@ func (l *Lookup) Bind(values map[string]string) (Prepared, error) {
 		if err != nil {
 			return Prepared{}, err
 		}
+		if p.Field == query {
+			normalized = spellings[0] // E.164 comes first
+		}
 		args = append(args, spellings)
 	}
 	if mask == 0 {
 		return Prepared{}, &InputError{Reason: "no field to match was given (" + l.matchedFields() + ")"}
 	}
-	return Prepared{SQL: l.cachedStatement(mask), Args: args, mask: mask}, nil
+	return Prepared{SQL: l.cachedStatement(mask), Args: args, Normalized: normalized, mask: mask}, nil
 }
 
 func (l *Lookup) matchedFields() string {
