@@ -181,12 +181,14 @@ func startAccessLog(ctx context.Context, pool *pgxpool.Pool, f serveFlags, logge
 	case len(f.auditKey) < audit.MinKeyLen:
 		logger.Warn("audit key is short: use at least 16 random characters", "length", len(f.auditKey))
 	}
+	st := store.New(pool)
 	a := &accessLog{
 		Writer: audit.NewWriter(audit.Config{
-			Logger:    logger,
-			WriteFunc: store.New(pool).WriteAccessLog,
-			Hasher:    audit.NewHasher(f.auditKey, f.auditRegion),
-			QueueSize: f.accessLogQueue,
+			Logger:     logger,
+			WriteFunc:  st.WriteAccessLog,
+			StoredFunc: st.AccessLogStored,
+			Hasher:     audit.NewHasher(f.auditKey, f.auditRegion),
+			QueueSize:  f.accessLogQueue,
 		}),
 		runDone: make(chan struct{}),
 		timeout: f.shutdownTimeout,

@@ -21,3 +21,15 @@ WHERE id IN (
 
 -- name: CountAccessLogBefore :one
 SELECT count(*) FROM custinfo.access_log WHERE at < @before;
+
+-- name: AccessLogEntryStored :one
+-- Reports whether the row of one entry exists: after a COPY whose commit was
+-- not acknowledged, audit.Writer asks about the batch's first entry before
+-- writing the batch again (COPY stores all rows or none). The index on at
+-- finds it; request_id, lookup, status and latency tell it from its
+-- neighbours.
+SELECT EXISTS (
+    SELECT 1 FROM custinfo.access_log
+    WHERE at = @at AND request_id = @request_id AND lookup = @lookup
+      AND status = @status AND latency_us = @latency_us
+) AS stored;

@@ -32,6 +32,12 @@ type Config struct {
 	Logger *slog.Logger
 	// WriteFunc stores one batch atomically: every entry or none (COPY).
 	WriteFunc func(ctx context.Context, batch []Entry) error
+	// StoredFunc, when set, reports whether an entry is stored already.
+	// After a failed write the Writer asks it about the batch's first entry
+	// before writing the batch again: a write whose commit went through
+	// but was not acknowledged (the connection broke at that moment) is not
+	// repeated. Without it delivery is at least once.
+	StoredFunc func(ctx context.Context, e Entry) (bool, error)
 	// Hasher masks and hashes each entry's clear Query before it is written.
 	Hasher Hasher
 	// QueueSize bounds the entries held in memory, including the batch being
@@ -72,6 +78,10 @@ type Writer struct {
 
 	batch   []Entry    // Run's (or the drainer's) copy of the batch being written
 	drainMu sync.Mutex // one drain at a time
+	// unsure is the length of the last batch whose write failed without a
+	// rejection: it may have been stored. Only the flushing goroutine (Run's,
+	// or the drainer once Run has stopped) uses it.
+	unsure int
 
 	written, dropped, failed atomic.Uint64
 	lastDropWarn             atomic.Int64 // unix nanoseconds
@@ -170,9 +180,10 @@ func (w *Writer) QueueCapacity() int { return len(w.ring) }
 // Close returns nil at once). An in-flight batch write is cancelled by
 // neither: it ends by itself or after WriteTimeout.
 //
-// Delivery is at least once: a batch whose commit was not acknowledged (the
-// connection broke during COPY's last step) is written again, so such an
-// outage can leave a duplicate row.
+// A batch whose write failed is written again later; with
+// Config.StoredFunc it is first looked for, so each entry is stored once even
+// when a commit went through unacknowledged. Without StoredFunc delivery is
+// at least once: such an outage can leave a duplicate row.
 func (w *Writer) Run(ctx context.Context) error {
 	w.mu.Lock()
 	switch {
@@ -238,6 +249,7 @@ func (w *Writer) drain(ctx context.Context) error {
 	w.closed = true
 	w.clear(w.n)
 	w.mu.Unlock()
+	w.unsure = 0
 	if left == 0 {
 		return nil
 	}
@@ -265,7 +277,26 @@ func (w *Writer) flush(ctx context.Context, interrupt <-chan struct{}, closeWhen
 			return true
 		}
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.WriteTimeout)
-		err := w.cfg.WriteFunc(wctx, batch)
+		stored, err := w.storedAlready(wctx, batch[0])
+		switch {
+		case err != nil:
+		case stored:
+			// The failed write committed: its entries, the oldest
+			// queued, are done; those queued after it stay.
+			n := w.unsure
+			w.unsure = 0
+			w.remove(n)
+			w.written.Add(uint64(n))
+			cancel()
+			w.cfg.Logger.Info("access log batch was stored by a write that reported failure; not written again", "entries", n)
+			continue
+		default:
+			err = w.cfg.WriteFunc(wctx, batch)
+			w.unsure = 0
+			if err != nil && !errors.Is(err, ErrRejected) {
+				w.unsure = len(batch)
+			}
+		}
 		cancel()
 		switch {
 		case err == nil:
@@ -301,6 +332,19 @@ func (w *Writer) flush(ctx context.Context, interrupt <-chan struct{}, closeWhen
 			backoff = min(2*backoff, w.cfg.MaxBackoff)
 		}
 	}
+}
+
+// storedAlready reports whether the last failed write stored its batch,
+// whose first entry is first; false when no write is in doubt.
+func (w *Writer) storedAlready(ctx context.Context, first Entry) (bool, error) {
+	if w.unsure == 0 || w.cfg.StoredFunc == nil {
+		return false, nil
+	}
+	stored, err := w.cfg.StoredFunc(ctx, first)
+	if err != nil {
+		return false, fmt.Errorf("check whether the last failed write was stored: %w", err)
+	}
+	return stored, nil
 }
 
 // peek copies up to a batch of the oldest entries, with their query values

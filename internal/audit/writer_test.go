@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -571,4 +572,96 @@ func (p *outageProxy) forward(client net.Conn) {
 	_ = client.Close()
 	_ = server.Close()
 	<-copied
+}
+
+// TestUnacknowledgedCommitIsNotRepeated has the database store a batch whose
+// write then reports failure, as when the connection breaks between COMMIT
+// and its answer, with more entries queued meanwhile. With StoredFunc every
+// entry is stored once; without it the batch is stored twice (at least once).
+func TestUnacknowledgedCommitIsNotRepeated(t *testing.T) {
+	t.Parallel()
+	for _, withStored := range []bool{true, false} {
+		t.Run(fmt.Sprintf("StoredFunc=%v", withStored), func(t *testing.T) {
+			t.Parallel()
+			pool := pgtest.New(t)
+			st := store.New(pool)
+			entries, _, _ := mixedEntries(15)
+			for i := range entries {
+				// Nanoseconds the database drops: the lookup must match anyway.
+				entries[i].At = entries[i].At.Add(time.Duration(i*1000+789) * time.Nanosecond)
+			}
+			var (
+				writes  atomic.Int32
+				checks  atomic.Int32
+				release = make(chan struct{})
+			)
+			cfg := audit.Config{
+				Hasher:        testHasher,
+				BatchSize:     100,
+				FlushInterval: 10 * time.Millisecond,
+				MinBackoff:    10 * time.Millisecond,
+				WriteFunc: func(ctx context.Context, batch []audit.Entry) error {
+					if err := st.WriteAccessLog(ctx, batch); err != nil {
+						return err
+					}
+					if writes.Add(1) == 1 {
+						<-release // entries queued now join the retried batch
+						return errors.New("connection reset by peer (after COMMIT)")
+					}
+					return nil
+				},
+			}
+			if withStored {
+				cfg.StoredFunc = func(ctx context.Context, e audit.Entry) (bool, error) {
+					if checks.Add(1) == 1 {
+						return false, errors.New("connection refused") // the database is still away: retried
+					}
+					return st.AccessLogStored(ctx, e)
+				}
+			}
+			w := audit.NewWriter(cfg)
+			done := make(chan error, 1)
+			go func() { done <- w.Run(context.Background()) }()
+			for _, e := range entries[:10] {
+				w.Add(e)
+			}
+			waitFor(t, "the first write", 10*time.Second, func() bool { return writes.Load() == 1 })
+			for _, e := range entries[10:] {
+				w.Add(e)
+			}
+			close(release)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := w.Close(ctx); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+
+			var rows, distinct int
+			if err := pool.QueryRow(context.Background(),
+				`SELECT count(*), count(DISTINCT request_id) FROM custinfo.access_log`).Scan(&rows, &distinct); err != nil {
+				t.Fatalf("count rows: %v", err)
+			}
+			if distinct != 15 {
+				t.Errorf("access_log has rows for %d entries, want 15", distinct)
+			}
+			wantRows := 15
+			if !withStored {
+				wantRows = 25 // the first 10 twice
+			}
+			if rows != wantRows {
+				t.Errorf("access_log has %d rows, want %d", rows, wantRows)
+			}
+			if withStored {
+				if w.Written() != 15 || w.Dropped() != 0 {
+					t.Errorf("Written() = %d, Dropped() = %d, want 15, 0", w.Written(), w.Dropped())
+				}
+				if got := checks.Load(); got != 2 {
+					t.Errorf("StoredFunc called %d times, want 2 (one failed check, one that finds the batch)", got)
+				}
+			}
+		})
+	}
 }

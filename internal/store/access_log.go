@@ -33,6 +33,20 @@ func (s *Store) WriteAccessLog(ctx context.Context, entries []audit.Entry) error
 	return nil
 }
 
+// AccessLogStored reports whether e's row is in custinfo.access_log, found by
+// its time, request id, lookup, status and latency. It suits
+// audit.Config.StoredFunc.
+func (s *Store) AccessLogStored(ctx context.Context, e audit.Entry) (bool, error) {
+	r := accessLogRow(e)
+	stored, err := s.q.AccessLogEntryStored(ctx, dbsqlc.AccessLogEntryStoredParams{
+		At: r.At, RequestID: r.RequestID, Lookup: r.Lookup, Status: r.Status, LatencyUs: r.LatencyUs,
+	})
+	if err != nil {
+		return false, fmt.Errorf("look for an access-log entry: %w", err)
+	}
+	return stored, nil
+}
+
 func accessLogRow(e audit.Entry) dbsqlc.InsertAccessLogParams {
 	r := dbsqlc.InsertAccessLogParams{
 		At:          e.At,

@@ -11,6 +11,40 @@ import (
 	"time"
 )
 
+const accessLogEntryStored = `-- name: AccessLogEntryStored :one
+SELECT EXISTS (
+    SELECT 1 FROM custinfo.access_log
+    WHERE at = $1 AND request_id = $2 AND lookup = $3
+      AND status = $4 AND latency_us = $5
+) AS stored
+`
+
+type AccessLogEntryStoredParams struct {
+	At        time.Time
+	RequestID string
+	Lookup    string
+	Status    int32
+	LatencyUs int64
+}
+
+// Reports whether the row of one entry exists: after a COPY whose commit was
+// not acknowledged, audit.Writer asks about the batch's first entry before
+// writing the batch again (COPY stores all rows or none). The index on at
+// finds it; request_id, lookup, status and latency tell it from its
+// neighbours.
+func (q *Queries) AccessLogEntryStored(ctx context.Context, arg AccessLogEntryStoredParams) (bool, error) {
+	row := q.db.QueryRow(ctx, accessLogEntryStored,
+		arg.At,
+		arg.RequestID,
+		arg.Lookup,
+		arg.Status,
+		arg.LatencyUs,
+	)
+	var stored bool
+	err := row.Scan(&stored)
+	return stored, err
+}
+
 const countAccessLogBefore = `-- name: CountAccessLogBefore :one
 SELECT count(*) FROM custinfo.access_log WHERE at < $1
 `
