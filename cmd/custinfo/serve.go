@@ -135,6 +135,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.AccessLogQueueDepthFunc = alog.QueueDepth
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
+	metrics.AccessLogFailedWritesFunc = alog.FailedBatches
 
 	handler := httpapi.New(httpapi.Config{
 		Logger:          logger,

@@ -39,6 +39,8 @@ type Metrics struct {
 	AccessLogWrittenFunc func() uint64
 	// AccessLogDroppedFunc returns the number of access-log rows dropped because the queue was full.
 	AccessLogDroppedFunc func() uint64
+	// AccessLogFailedWritesFunc returns the number of access-log batch writes that failed (each retry counts).
+	AccessLogFailedWritesFunc func() uint64
 	// TLSCertNotAfterFunc returns the expiry of the served TLS certificate.
 	TLSCertNotAfterFunc func() time.Time
 
@@ -217,6 +219,8 @@ var (
 		"Access-log rows written to custinfo.access_log.", nil, nil)
 	descDropped = prometheus.NewDesc("custinfo_access_log_dropped_total",
 		"Access-log rows dropped because the queue was full.", nil, nil)
+	descFailedWrites = prometheus.NewDesc("custinfo_access_log_failed_writes_total",
+		"Access-log batch writes that failed and were retried (the database unreachable or slow); each retry counts.", nil, nil)
 	descCertNotAfter = prometheus.NewDesc("custinfo_tls_cert_not_after_timestamp_seconds",
 		"Expiry of the served TLS certificate, in seconds since the Unix epoch.", nil, nil)
 
@@ -243,7 +247,7 @@ var (
 // Describe sends every metric the collector may report.
 func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descQueueDepth, descWritten, descDropped, descCertNotAfter,
+		descQueueDepth, descWritten, descDropped, descFailedWrites, descCertNotAfter,
 		descAcquired, descIdle, descTotal, descConstructing, descMax,
 		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
 	} {
@@ -262,6 +266,9 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := m.AccessLogDroppedFunc; f != nil {
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(f()))
+	}
+	if f := m.AccessLogFailedWritesFunc; f != nil {
+		ch <- prometheus.MustNewConstMetric(descFailedWrites, prometheus.CounterValue, float64(f()))
 	}
 	if f := m.TLSCertNotAfterFunc; f != nil {
 		if t := f(); !t.IsZero() {

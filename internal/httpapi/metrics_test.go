@@ -65,6 +65,7 @@ func TestMetrics(t *testing.T) {
 	m.AccessLogQueueDepthFunc = func() int { return 7 }
 	m.AccessLogWrittenFunc = func() uint64 { return 1234 }
 	m.AccessLogDroppedFunc = func() uint64 { return 3 }
+	m.AccessLogFailedWritesFunc = func() uint64 { return 2 }
 	notAfter := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 	m.TLSCertNotAfterFunc = func() time.Time { return notAfter }
 	cfg := f.config()
@@ -113,6 +114,7 @@ func TestMetrics(t *testing.T) {
 		`custinfo_access_log_queue_depth`:                                   "7",
 		`custinfo_access_log_written_total`:                                 "1234",
 		`custinfo_access_log_dropped_total`:                                 "3",
+		`custinfo_access_log_failed_writes_total`:                           "2",
 		`custinfo_tls_cert_not_after_timestamp_seconds`:                     strconv.FormatFloat(float64(notAfter.Unix()), 'g', -1, 64),
 		`custinfo_db_pool_max_conns`:                                        fmt.Sprint(f.pool.Stat().MaxConns()),
 	}
