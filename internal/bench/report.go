@@ -108,6 +108,9 @@ func (rep *Report) Markdown(command string) string {
 	fmt.Fprintf(&b, "- %d customers, lookup `%s`, %d%% hits; %d distinct requests in 6 spellings; warmup %s and %s measured per phase, %d run(s), medians shown; %s in all\n",
 		cfg.Rows, cfg.Lookup, cfg.HitPercent, cfg.WorkloadSize, cfg.Warmup, cfg.Duration, cfg.Runs, rep.Finished.Sub(rep.Started).Round(time.Second))
 	fmt.Fprintf(&b, "- custinfo serves with `%s`", strings.Join(append([]string{"--log-level", "warn"}, cfg.ServeArgs...), " "))
+	if serverAudited() {
+		b.WriteString(" and an audit key (`CUSTINFO_AUDIT_KEY`)")
+	}
 	for _, v := range cfg.Variants {
 		fmt.Fprintf(&b, "; %s adds `%s`", v.Name, strings.Join(v.Args, " "))
 		if v.Binary != "" {

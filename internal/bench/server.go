@@ -14,6 +14,17 @@ import (
 	"time"
 )
 
+// benchAuditKey keys the access log's query hashes of the measured servers.
+const benchAuditKey = "custinfo-bench-audit-key-8d1e7b"
+
+// serverAudited reports whether the measured servers hash query values in
+// the access log: with benchAuditKey unless the environment sets
+// CUSTINFO_AUDIT_KEY, which an empty value turns off.
+func serverAudited() bool {
+	key, ok := os.LookupEnv("CUSTINFO_AUDIT_KEY")
+	return !ok || key != ""
+}
+
 // server is a custinfo serve child process.
 type server struct {
 	cmd     *exec.Cmd
@@ -41,6 +52,10 @@ func startServer(ctx context.Context, binary, databaseURL, dir, name string, arg
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Env = os.Environ()
+	if _, ok := os.LookupEnv("CUSTINFO_AUDIT_KEY"); !ok {
+		// As in production: every access-log row gets its query hash.
+		cmd.Env = append(cmd.Env, "CUSTINFO_AUDIT_KEY="+benchAuditKey)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}
