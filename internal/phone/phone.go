@@ -382,6 +382,11 @@ func intlDigitsAmbiguous(n *phonenumbers.PhoneNumber, e164 string) bool {
 		return false
 	}
 	home := phonenumbers.GetRegionCodeForCountryCode(int(cc))
+	// parse reads the digits first as the library does with region home;
+	// when that gives n back (so a valid number), parse returns it too.
+	if m, err := phonenumbers.Parse(digits, home); err == nil && phonenumbers.Format(m, phonenumbers.E164) == e164 {
+		return false
+	}
 	m, _, _, perr := parse(digits, home)
 	return perr != nil || phonenumbers.Format(m, phonenumbers.E164) != e164
 }
