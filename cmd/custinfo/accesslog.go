@@ -109,7 +109,7 @@ func parseRetention(s string) (time.Duration, error) {
 }
 
 func runAccessLogHash(args []string, e *env) error {
-	fs := newFlagSet(e, "access-log hash", "[flags] VALUE\n\nPrints the query_hash the access log stores for VALUE, to find every lookup of\none number:  SELECT * FROM custinfo.access_log WHERE query_hash = '...' ORDER BY at;\nUse the same --audit-key and --audit-region as serve.")
+	fs := newFlagSet(e, "access-log hash", "[flags] VALUE\n\nPrints the query_hash the access log stores for VALUE, to find every lookup of\none number:  SELECT * FROM custinfo.access_log WHERE query_hash = '...' ORDER BY at;\nUse the same --audit-key as serve; give a number with its + and calling code, or\n--audit-region for the region its lookup reads it in.")
 	key := auditKeyFlag(fs, e)
 	region := auditRegionFlag(fs, e)
 	if err := parseArgs(fs, args); err != nil {
@@ -148,7 +148,7 @@ func auditRegionFlag(fs *flag.FlagSet, e *env) *string {
 
 func auditRegionVar(fs *flag.FlagSet, e *env, p *string) {
 	fs.StringVar(p, "audit-region", e.stringEnv("CUSTINFO_AUDIT_REGION", audit.DefaultRegion),
-		"region in which national numbers are read before hashing, so all spellings of a number hash alike; a value the lookup matched as a phone number is hashed as the lookup read it, in the request's region (env CUSTINFO_AUDIT_REGION)")
+		"region in which national numbers are read before hashing, so all spellings of a number hash alike; a value the lookup matched as a phone number is hashed in the E.164 form the lookup read (env CUSTINFO_AUDIT_REGION)")
 }
 
 // accessLogFlags registers serve's access-log flags.
@@ -186,7 +186,7 @@ func startAccessLog(ctx context.Context, pool *pgxpool.Pool, f serveFlags, logge
 		Writer: audit.NewWriter(audit.Config{
 			Logger:     logger,
 			WriteFunc:  st.WriteAccessLog,
-			StoredFunc: st.AccessLogStored,
+			StatusFunc: st.AccessLogWriteStatus,
 			Hasher:     audit.NewHasher(f.auditKey, f.auditRegion),
 			QueueSize:  f.accessLogQueue,
 		}),

@@ -193,6 +193,19 @@ func (w *faultLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// count returns the number of lines containing s.
+func (w *faultLog) count(s string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, l := range w.lines {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
+}
+
 func (w *faultLog) tail(n int) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -430,7 +443,8 @@ func (fe *faultEnv) checkAccessLog(wantFailures bool) {
 	if wantFailures && failed == 0 {
 		fe.t.Errorf("access_log has no row with status 500, want the failed lookups recorded")
 	}
-	fe.t.Logf("access_log: %d rows for %d requests (%d answered lookups), %d with status 500", rows, requests, want, failed)
+	fe.t.Logf("access_log: %d rows for %d requests (%d answered lookups), %d with status 500; %d write-failure warnings, %d batches stored although unacknowledged",
+		rows, requests, want, failed, fe.logs.count("access log write failed"), fe.logs.count("stored although its commit was not acknowledged"))
 }
 
 func (fe *faultEnv) checkAlive() {

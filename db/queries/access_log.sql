@@ -22,14 +22,12 @@ WHERE id IN (
 -- name: CountAccessLogBefore :one
 SELECT count(*) FROM custinfo.access_log WHERE at < @before;
 
--- name: AccessLogEntryStored :one
--- Reports whether the row of one entry exists: after a COPY whose commit was
--- not acknowledged, audit.Writer asks about the batch's first entry before
--- writing the batch again (COPY stores all rows or none). The index on at
--- finds it; request_id, lookup, status and latency tell it from its
--- neighbours.
-SELECT EXISTS (
-    SELECT 1 FROM custinfo.access_log
-    WHERE at = @at AND request_id = @request_id AND lookup = @lookup
-      AND status = @status AND latency_us = @latency_us
-) AS stored;
+-- name: CurrentTransactionID :one
+-- The id of the transaction an access-log batch is written in, asked for
+-- before the COPY: if the answer to COMMIT is lost, TransactionStatus tells
+-- whether the batch was stored.
+SELECT pg_current_xact_id()::text AS xid;
+
+-- name: TransactionStatus :one
+-- committed, aborted or in progress; empty for an id too old to know.
+SELECT coalesce(pg_xact_status(sqlc.arg(xid)::text::xid8), '')::text AS status;

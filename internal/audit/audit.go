@@ -124,8 +124,9 @@ func (h Hasher) hash(normalized string) string {
 }
 
 // HashQuery returns the query_hash that the access log stores for value
-// under key, reading national numbers in region: what an auditor computes to
-// search the log for one number (custinfo access-log hash).
+// under key, reading national numbers in region (for a value a lookup matched
+// as a phone number, the region that lookup read it in): what an auditor
+// computes to search the log for one number (custinfo access-log hash).
 func HashQuery(key, value, region string) string {
 	return NewHasher(key, region).Hash(value)
 }

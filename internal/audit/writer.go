@@ -20,6 +20,7 @@ const (
 	DefaultMinBackoff    = 100 * time.Millisecond
 	DefaultMaxBackoff    = 5 * time.Second
 	DefaultWarnInterval  = 10 * time.Second
+	DefaultSettleTimeout = time.Minute
 )
 
 // ErrRejected marks a batch the database refused for its content (not for
@@ -27,19 +28,45 @@ const (
 // counts its entries as dropped. WriteFunc wraps its error with it.
 var ErrRejected = errors.New("access log batch rejected")
 
+// UncertainError is returned by a WriteFunc whose commit was sent but not
+// answered (the connection broke): the batch may be stored or not. Receipt
+// names the write (a transaction id) for Config.StatusFunc.
+type UncertainError struct {
+	Receipt string
+	Err     error
+}
+
+func (e *UncertainError) Error() string {
+	return fmt.Sprintf("write %s not acknowledged: %v", e.Receipt, e.Err)
+}
+
+func (e *UncertainError) Unwrap() error { return e.Err }
+
+// TxStatus is what became of a write whose commit was not acknowledged.
+type TxStatus int
+
+// The states of a write in doubt.
+const (
+	TxInProgress TxStatus = iota // not ended yet: ask again later
+	TxCommitted                  // stored
+	TxAborted                    // not stored
+)
+
 // Config configures a Writer.
 type Config struct {
 	Logger *slog.Logger
 	// WriteFunc stores one batch atomically: every entry or none (COPY).
 	WriteFunc func(ctx context.Context, batch []Entry) error
-	// StoredFunc, when set, reports whether an entry is stored already.
-	// After a failed write the Writer asks it about the batch's first entry
-	// before writing the batch again: a write whose commit went through
-	// but was not acknowledged (the connection broke at that moment) is not
-	// repeated. Without it delivery is at least once.
-	StoredFunc func(ctx context.Context, e Entry) (bool, error)
-	// Hasher masks and hashes each entry's clear Query before it is written.
-	Hasher Hasher
+	// StatusFunc, when set, reports what became of a write that failed
+	// with an *UncertainError (its commit was sent, its answer lost). The
+	// Writer asks it before writing the batch again, so a batch that was
+	// stored after all is not stored twice. Without it, or when the answer
+	// stays unknown for SettleTimeout, delivery is at least once.
+	StatusFunc func(ctx context.Context, receipt string) (TxStatus, error)
+	// SettleTimeout bounds the time the Writer asks StatusFunc about one
+	// write before writing its batch again anyway.
+	SettleTimeout time.Duration // Hasher masks and hashes each entry's clear Query before it is written.
+	Hasher        Hasher
 	// QueueSize bounds the entries held in memory, including the batch being
 	// written; an Add beyond it is dropped.
 	QueueSize int
@@ -78,10 +105,10 @@ type Writer struct {
 
 	batch   []Entry    // Run's (or the drainer's) copy of the batch being written
 	drainMu sync.Mutex // one drain at a time
-	// unsure is the length of the last batch whose write failed without a
-	// rejection: it may have been stored. Only the flushing goroutine (Run's,
-	// or the drainer once Run has stopped) uses it.
-	unsure int
+	// doubt is the write in doubt, if any: its batch, the oldest entries
+	// queued, may have been stored. Only the flushing goroutine (Run's, or
+	// the drainer once Run has stopped) uses it.
+	doubt *doubt
 
 	written, dropped, failed atomic.Uint64
 	lastDropWarn             atomic.Int64 // unix nanoseconds
@@ -118,6 +145,9 @@ func NewWriter(cfg Config) *Writer {
 	}
 	if cfg.WarnInterval <= 0 {
 		cfg.WarnInterval = DefaultWarnInterval
+	}
+	if cfg.SettleTimeout <= 0 {
+		cfg.SettleTimeout = DefaultSettleTimeout
 	}
 	return &Writer{
 		cfg:  cfg,
@@ -159,8 +189,8 @@ func (w *Writer) Written() uint64 { return w.written.Load() }
 // queue, rejected by the database, or left unwritten when Close gave up.
 func (w *Writer) Dropped() uint64 { return w.dropped.Load() }
 
-// FailedBatches returns the number of batch writes that failed (each retry
-// counts).
+// FailedBatches returns the number of batch writes that failed, and of
+// checks of a write in doubt that found no answer (each retry counts).
 func (w *Writer) FailedBatches() uint64 { return w.failed.Load() }
 
 // QueueDepth returns the number of entries waiting, including the batch
@@ -180,9 +210,10 @@ func (w *Writer) QueueCapacity() int { return len(w.ring) }
 // Close returns nil at once). An in-flight batch write is cancelled by
 // neither: it ends by itself or after WriteTimeout.
 //
-// A batch whose write failed is written again later; with
-// Config.StoredFunc it is first looked for, so each entry is stored once even
-// when a commit went through unacknowledged. Without StoredFunc delivery is
+// A batch whose write failed is written again later. When the failure left
+// its commit in doubt (an *UncertainError), Config.StatusFunc is asked first,
+// so a commit that went through unacknowledged is not repeated; without
+// StatusFunc, or when the answer stays unknown for SettleTimeout, delivery is
 // at least once: such an outage can leave a duplicate row.
 func (w *Writer) Run(ctx context.Context) error {
 	w.mu.Lock()
@@ -249,7 +280,7 @@ func (w *Writer) drain(ctx context.Context) error {
 	w.closed = true
 	w.clear(w.n)
 	w.mu.Unlock()
-	w.unsure = 0
+	w.doubt = nil
 	if left == 0 {
 		return nil
 	}
@@ -276,41 +307,22 @@ func (w *Writer) flush(ctx context.Context, interrupt <-chan struct{}, closeWhen
 		if len(batch) == 0 {
 			return true
 		}
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.WriteTimeout)
-		stored, err := w.storedAlready(wctx, batch[0])
-		switch {
-		case err != nil:
-		case stored:
-			// The failed write committed: its entries, the oldest
-			// queued, are done; those queued after it stay.
-			n := w.unsure
-			w.unsure = 0
-			w.remove(n)
-			w.written.Add(uint64(n))
-			cancel()
-			w.cfg.Logger.Info("access log batch was stored by a write that reported failure; not written again", "entries", n)
+		var err error
+		if w.doubt != nil {
+			err = w.settle(ctx)
+		} else if err = w.write(ctx, batch); errors.Is(err, ErrRejected) {
+			w.remove(len(batch))
+			w.dropped.Add(uint64(len(batch)))
+			w.cfg.Logger.Error("access log batch rejected; entries dropped", "entries", len(batch), "err", err)
 			continue
-		default:
-			err = w.cfg.WriteFunc(wctx, batch)
-			w.unsure = 0
-			if err != nil && !errors.Is(err, ErrRejected) {
-				w.unsure = len(batch)
-			}
 		}
-		cancel()
 		switch {
 		case err == nil:
-			w.remove(len(batch))
-			w.written.Add(uint64(len(batch)))
 			if failing {
 				w.cfg.Logger.Info("access log writes resumed", "queued", w.QueueDepth())
 				failing = false
 			}
 			backoff = w.cfg.MinBackoff
-		case errors.Is(err, ErrRejected):
-			w.remove(len(batch))
-			w.dropped.Add(uint64(len(batch)))
-			w.cfg.Logger.Error("access log batch rejected; entries dropped", "entries", len(batch), "err", err)
 		default:
 			w.failed.Add(1)
 			failing = true
@@ -334,17 +346,65 @@ func (w *Writer) flush(ctx context.Context, interrupt <-chan struct{}, closeWhen
 	}
 }
 
-// storedAlready reports whether the last failed write stored its batch,
-// whose first entry is first; false when no write is in doubt.
-func (w *Writer) storedAlready(ctx context.Context, first Entry) (bool, error) {
-	if w.unsure == 0 || w.cfg.StoredFunc == nil {
-		return false, nil
+// write writes batch, the oldest entries queued, and takes them off the
+// queue once stored. A failure that leaves the commit in doubt becomes
+// w.doubt when StatusFunc can settle it.
+func (w *Writer) write(ctx context.Context, batch []Entry) error {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.WriteTimeout)
+	defer cancel()
+	err := w.cfg.WriteFunc(wctx, batch)
+	if err == nil {
+		w.remove(len(batch))
+		w.written.Add(uint64(len(batch)))
+		return nil
 	}
-	stored, err := w.cfg.StoredFunc(ctx, first)
-	if err != nil {
-		return false, fmt.Errorf("check whether the last failed write was stored: %w", err)
+	var ue *UncertainError
+	if w.cfg.StatusFunc != nil && errors.As(err, &ue) {
+		w.doubt = &doubt{receipt: ue.Receipt, n: len(batch), since: time.Now()}
 	}
-	return stored, nil
+	return err
+}
+
+// doubt is a write whose commit was not acknowledged.
+type doubt struct {
+	receipt string
+	n       int       // entries in its batch
+	since   time.Time // when it failed
+}
+
+// settle asks StatusFunc what became of the write in doubt. Committed: its
+// entries are taken off the queue as written. Aborted: the doubt is
+// cleared, so the next pass writes them again. In progress, or no answer:
+// an error, to ask again after a backoff, until SettleTimeout has passed
+// since the write failed; then the doubt is cleared anyway (a duplicate row
+// is possible, a lost one is not).
+func (w *Writer) settle(ctx context.Context) error {
+	d := w.doubt
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.WriteTimeout)
+	status, err := w.cfg.StatusFunc(sctx, d.receipt)
+	cancel()
+	switch {
+	case err == nil && status == TxCommitted:
+		w.doubt = nil
+		n := min(d.n, w.QueueDepth())
+		w.remove(n)
+		w.written.Add(uint64(n))
+		w.cfg.Logger.Info("access log batch was stored although its commit was not acknowledged; not written again",
+			"entries", n, "transaction", d.receipt)
+		return nil
+	case err == nil && status == TxAborted:
+		w.doubt = nil
+		return nil
+	case time.Since(d.since) >= w.cfg.SettleTimeout:
+		w.doubt = nil
+		w.cfg.Logger.Warn("access log: no answer on whether a batch was stored; writing it again (a duplicate row is possible)",
+			"entries", d.n, "transaction", d.receipt, "asked_for", w.cfg.SettleTimeout.String(), "err", err)
+		return nil
+	case err == nil:
+		return fmt.Errorf("access log: the write of transaction %s has not ended yet", d.receipt)
+	default:
+		return fmt.Errorf("access log: ask whether transaction %s was stored: %w", d.receipt, err)
+	}
 }
 
 // peek copies up to a batch of the oldest entries, with their query values

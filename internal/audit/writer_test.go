@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
@@ -574,49 +575,77 @@ func (p *outageProxy) forward(client net.Conn) {
 	<-copied
 }
 
-// TestUnacknowledgedCommitIsNotRepeated has the database store a batch whose
-// write then reports failure, as when the connection breaks between COMMIT
-// and its answer, with more entries queued meanwhile. With StoredFunc every
-// entry is stored once; without it the batch is stored twice (at least once).
-func TestUnacknowledgedCommitIsNotRepeated(t *testing.T) {
+// TestWriteInDoubt has WriteFunc report every first write as unacknowledged
+// (an *audit.UncertainError naming its transaction, as when the connection
+// breaks after COMMIT is sent) while the transaction, in a real database,
+// commits, aborts, or commits only later; more entries are queued meanwhile.
+// With StatusFunc each entry is stored exactly once; without it a committed
+// batch is stored twice (at least once).
+func TestWriteInDoubt(t *testing.T) {
 	t.Parallel()
-	for _, withStored := range []bool{true, false} {
-		t.Run(fmt.Sprintf("StoredFunc=%v", withStored), func(t *testing.T) {
+	tests := []struct {
+		name       string
+		outcome    string // what the first write's transaction does: commit, abort, commit-later
+		withStatus bool
+		wantRows   int
+	}{
+		{name: "committed", outcome: "commit", withStatus: true, wantRows: 15},
+		{name: "aborted", outcome: "abort", withStatus: true, wantRows: 15},
+		{name: "committed while the writer asks", outcome: "commit-later", withStatus: true, wantRows: 15},
+		{name: "committed, no StatusFunc", outcome: "commit", withStatus: false, wantRows: 25},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			pool := pgtest.New(t)
 			st := store.New(pool)
 			entries, _, _ := mixedEntries(15)
-			for i := range entries {
-				// Nanoseconds the database drops: the lookup must match anyway.
-				entries[i].At = entries[i].At.Add(time.Duration(i*1000+789) * time.Nanosecond)
-			}
 			var (
-				writes  atomic.Int32
-				checks  atomic.Int32
-				release = make(chan struct{})
+				writes   atomic.Int32
+				inDoubt  = make(chan pgx.Tx, 1) // the first write's transaction, when it commits later
+				released = make(chan struct{})
 			)
 			cfg := audit.Config{
 				Hasher:        testHasher,
 				BatchSize:     100,
 				FlushInterval: 10 * time.Millisecond,
 				MinBackoff:    10 * time.Millisecond,
+				MaxBackoff:    20 * time.Millisecond,
 				WriteFunc: func(ctx context.Context, batch []audit.Entry) error {
-					if err := st.WriteAccessLog(ctx, batch); err != nil {
+					if writes.Add(1) > 1 {
+						return st.WriteAccessLog(ctx, batch)
+					}
+					<-released // entries queued meanwhile join the next batch
+					tx, err := pool.Begin(ctx)
+					if err != nil {
 						return err
 					}
-					if writes.Add(1) == 1 {
-						<-release // entries queued now join the retried batch
-						return errors.New("connection reset by peer (after COMMIT)")
+					var xid string
+					if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
+						return err
 					}
-					return nil
+					if err := store.New(tx).WriteAccessLog(ctx, batch); err != nil {
+						return err
+					}
+					switch tt.outcome {
+					case "commit":
+						err = tx.Commit(ctx)
+					case "abort":
+						err = tx.Rollback(ctx)
+					case "commit-later":
+						inDoubt <- tx
+					}
+					if err != nil {
+						return err
+					}
+					return &audit.UncertainError{Receipt: xid, Err: errors.New("connection reset by peer")}
 				},
 			}
-			if withStored {
-				cfg.StoredFunc = func(ctx context.Context, e audit.Entry) (bool, error) {
-					if checks.Add(1) == 1 {
-						return false, errors.New("connection refused") // the database is still away: retried
-					}
-					return st.AccessLogStored(ctx, e)
+			var asked atomic.Int32
+			if tt.withStatus {
+				cfg.StatusFunc = func(ctx context.Context, receipt string) (audit.TxStatus, error) {
+					asked.Add(1)
+					return st.AccessLogWriteStatus(ctx, receipt)
 				}
 			}
 			w := audit.NewWriter(cfg)
@@ -629,7 +658,17 @@ func TestUnacknowledgedCommitIsNotRepeated(t *testing.T) {
 			for _, e := range entries[10:] {
 				w.Add(e)
 			}
-			close(release)
+			close(released)
+			if tt.outcome == "commit-later" {
+				tx := <-inDoubt
+				waitFor(t, "three questions about the open transaction", 10*time.Second, func() bool { return asked.Load() >= 3 })
+				if got := writes.Load(); got != 1 {
+					t.Errorf("%d writes while the first one's transaction was open, want 1", got)
+				}
+				if err := tx.Commit(context.Background()); err != nil {
+					t.Fatalf("commit the first write: %v", err)
+				}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := w.Close(ctx); err != nil {
@@ -644,24 +683,60 @@ func TestUnacknowledgedCommitIsNotRepeated(t *testing.T) {
 				`SELECT count(*), count(DISTINCT request_id) FROM custinfo.access_log`).Scan(&rows, &distinct); err != nil {
 				t.Fatalf("count rows: %v", err)
 			}
-			if distinct != 15 {
-				t.Errorf("access_log has rows for %d entries, want 15", distinct)
+			if distinct != 15 || rows != tt.wantRows {
+				t.Errorf("access_log has %d rows for %d entries, want %d for 15", rows, distinct, tt.wantRows)
 			}
-			wantRows := 15
-			if !withStored {
-				wantRows = 25 // the first 10 twice
-			}
-			if rows != wantRows {
-				t.Errorf("access_log has %d rows, want %d", rows, wantRows)
-			}
-			if withStored {
-				if w.Written() != 15 || w.Dropped() != 0 {
-					t.Errorf("Written() = %d, Dropped() = %d, want 15, 0", w.Written(), w.Dropped())
-				}
-				if got := checks.Load(); got != 2 {
-					t.Errorf("StoredFunc called %d times, want 2 (one failed check, one that finds the batch)", got)
-				}
+			if tt.withStatus && (w.Written() != 15 || w.Dropped() != 0) {
+				t.Errorf("Written() = %d, Dropped() = %d, want 15, 0", w.Written(), w.Dropped())
 			}
 		})
+	}
+}
+
+// TestWriteInDoubtGivesUp checks that a write whose fate stays unknown (the
+// status check keeps failing) is written again after SettleTimeout: a
+// duplicate is possible, a lost row is not.
+func TestWriteInDoubtGivesUp(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	st := store.New(pool)
+	entries, _, _ := mixedEntries(5)
+	var writes, asked atomic.Int32
+	w := audit.NewWriter(audit.Config{
+		Hasher:        testHasher,
+		FlushInterval: 10 * time.Millisecond,
+		MinBackoff:    10 * time.Millisecond,
+		MaxBackoff:    20 * time.Millisecond,
+		SettleTimeout: 200 * time.Millisecond,
+		WriteFunc: func(ctx context.Context, batch []audit.Entry) error {
+			if writes.Add(1) == 1 {
+				return &audit.UncertainError{Receipt: "12345", Err: errors.New("connection reset by peer")}
+			}
+			return st.WriteAccessLog(ctx, batch)
+		},
+		StatusFunc: func(context.Context, string) (audit.TxStatus, error) {
+			asked.Add(1)
+			return 0, errors.New("permission denied for function pg_xact_status")
+		},
+	})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background()) }()
+	for _, e := range entries {
+		w.Add(e)
+	}
+	waitFor(t, "every entry written", 10*time.Second, func() bool { return w.Written() == 5 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := countRows(t, pool); got != 5 {
+		t.Errorf("access_log has %d rows, want 5", got)
+	}
+	if asked.Load() < 2 || writes.Load() != 2 {
+		t.Errorf("StatusFunc asked %d times, %d writes; want at least 2 questions, then a second write", asked.Load(), writes.Load())
 	}
 }

@@ -220,7 +220,7 @@ var (
 	descDropped = prometheus.NewDesc("custinfo_access_log_dropped_total",
 		"Access-log rows dropped because the queue was full.", nil, nil)
 	descFailedWrites = prometheus.NewDesc("custinfo_access_log_failed_writes_total",
-		"Access-log batch writes that failed and were retried (the database unreachable or slow); each retry counts.", nil, nil)
+		"Access-log batch writes that failed and are retried (the database unreachable or slow), with checks of a write left in doubt that found no answer; each retry counts.", nil, nil)
 	descCertNotAfter = prometheus.NewDesc("custinfo_tls_cert_not_after_timestamp_seconds",
 		"Expiry of the served TLS certificate, in seconds since the Unix epoch.", nil, nil)
 

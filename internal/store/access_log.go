@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/custinfo/custinfo/internal/audit"
@@ -16,35 +17,87 @@ import (
 
 // WriteAccessLog stores entries in custinfo.access_log with one COPY: all of
 // them or none. An error for the rows' content (a data or constraint error,
-// which no retry fixes) wraps audit.ErrRejected. It suits
+// which no retry fixes) wraps audit.ErrRejected. When the Store's database
+// can begin transactions (a pool or a connection), the COPY runs in one whose
+// id is read first, and a COMMIT whose answer is lost returns an
+// *audit.UncertainError with that id, for AccessLogWriteStatus. It suits
 // audit.Config.WriteFunc.
 func (s *Store) WriteAccessLog(ctx context.Context, entries []audit.Entry) error {
 	rows := make([]dbsqlc.InsertAccessLogParams, len(entries))
 	for i, e := range entries {
 		rows[i] = accessLogRow(e)
 	}
-	if _, err := s.q.InsertAccessLog(ctx, rows); err != nil {
+	b, ok := s.db.(txBeginner)
+	if !ok {
+		_, err := s.q.InsertAccessLog(ctx, rows)
+		return copyError(err)
+	}
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin the access-log write: %w", err)
+	}
+	defer func() {
+		// A no-op after COMMIT; after a failure it returns the connection
+		// clean, or closes it.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+	q := s.q.WithTx(tx)
+	xid, err := q.CurrentTransactionID(ctx)
+	if err != nil {
+		return fmt.Errorf("begin the access-log write: read the transaction id: %w", err)
+	}
+	if _, err := q.InsertAccessLog(ctx, rows); err != nil {
+		return copyError(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")) {
-			return fmt.Errorf("copy into custinfo.access_log: %w: %w", audit.ErrRejected, err)
+		if errors.As(err, &pe) {
+			// The server answered: the transaction did not commit.
+			return fmt.Errorf("commit the access-log write: %w", err)
 		}
-		return fmt.Errorf("copy into custinfo.access_log: %w", err)
+		return &audit.UncertainError{Receipt: xid, Err: fmt.Errorf("commit the access-log write (transaction %s): %w", xid, err)}
 	}
 	return nil
 }
 
-// AccessLogStored reports whether e's row is in custinfo.access_log, found by
-// its time, request id, lookup, status and latency. It suits
-// audit.Config.StoredFunc.
-func (s *Store) AccessLogStored(ctx context.Context, e audit.Entry) (bool, error) {
-	r := accessLogRow(e)
-	stored, err := s.q.AccessLogEntryStored(ctx, dbsqlc.AccessLogEntryStoredParams{
-		At: r.At, RequestID: r.RequestID, Lookup: r.Lookup, Status: r.Status, LatencyUs: r.LatencyUs,
-	})
-	if err != nil {
-		return false, fmt.Errorf("look for an access-log entry: %w", err)
+// txBeginner is a database that can begin a transaction (pgxpool.Pool, pgx.Conn).
+type txBeginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// copyError wraps the error of the access log's COPY, marking those for the
+// rows' content with audit.ErrRejected.
+func copyError(err error) error {
+	if err == nil {
+		return nil
 	}
-	return stored, nil
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")) {
+		return fmt.Errorf("copy into custinfo.access_log: %w: %w", audit.ErrRejected, err)
+	}
+	return fmt.Errorf("copy into custinfo.access_log: %w", err)
+}
+
+// AccessLogWriteStatus reports what became of the access-log write that
+// failed with an *audit.UncertainError carrying receipt (a transaction id).
+// It suits audit.Config.StatusFunc.
+func (s *Store) AccessLogWriteStatus(ctx context.Context, receipt string) (audit.TxStatus, error) {
+	status, err := s.q.TransactionStatus(ctx, receipt)
+	if err != nil {
+		return 0, fmt.Errorf("ask the status of transaction %s: %w", receipt, err)
+	}
+	switch status {
+	case "committed":
+		return audit.TxCommitted, nil
+	case "aborted":
+		return audit.TxAborted, nil
+	case "in progress":
+		return audit.TxInProgress, nil
+	default:
+		return 0, fmt.Errorf("status of transaction %s: %q", receipt, status)
+	}
 }
 
 func accessLogRow(e audit.Entry) dbsqlc.InsertAccessLogParams {

@@ -19,12 +19,13 @@ var ErrNotFound = errors.New("not found")
 
 // Store reads and writes the custinfo schema.
 type Store struct {
-	q *dbsqlc.Queries
+	db dbsqlc.DBTX
+	q  *dbsqlc.Queries
 }
 
 // New returns a Store over db (a pool, a connection or a transaction).
 func New(db dbsqlc.DBTX) *Store {
-	return &Store{q: dbsqlc.New(db)}
+	return &Store{db: db, q: dbsqlc.New(db)}
 }
 
 // LoadConfig reads every lookup with its params and results, and every key.

@@ -11,40 +11,6 @@ import (
 	"time"
 )
 
-const accessLogEntryStored = `-- name: AccessLogEntryStored :one
-SELECT EXISTS (
-    SELECT 1 FROM custinfo.access_log
-    WHERE at = $1 AND request_id = $2 AND lookup = $3
-      AND status = $4 AND latency_us = $5
-) AS stored
-`
-
-type AccessLogEntryStoredParams struct {
-	At        time.Time
-	RequestID string
-	Lookup    string
-	Status    int32
-	LatencyUs int64
-}
-
-// Reports whether the row of one entry exists: after a COPY whose commit was
-// not acknowledged, audit.Writer asks about the batch's first entry before
-// writing the batch again (COPY stores all rows or none). The index on at
-// finds it; request_id, lookup, status and latency tell it from its
-// neighbours.
-func (q *Queries) AccessLogEntryStored(ctx context.Context, arg AccessLogEntryStoredParams) (bool, error) {
-	row := q.db.QueryRow(ctx, accessLogEntryStored,
-		arg.At,
-		arg.RequestID,
-		arg.Lookup,
-		arg.Status,
-		arg.LatencyUs,
-	)
-	var stored bool
-	err := row.Scan(&stored)
-	return stored, err
-}
-
 const countAccessLogBefore = `-- name: CountAccessLogBefore :one
 SELECT count(*) FROM custinfo.access_log WHERE at < $1
 `
@@ -54,6 +20,20 @@ func (q *Queries) CountAccessLogBefore(ctx context.Context, before time.Time) (i
 	var count int64
 	err := row.Scan(&count)
 	return count, err
+}
+
+const currentTransactionID = `-- name: CurrentTransactionID :one
+SELECT pg_current_xact_id()::text AS xid
+`
+
+// The id of the transaction an access-log batch is written in, asked for
+// before the COPY: if the answer to COMMIT is lost, TransactionStatus tells
+// whether the batch was stored.
+func (q *Queries) CurrentTransactionID(ctx context.Context) (string, error) {
+	row := q.db.QueryRow(ctx, currentTransactionID)
+	var xid string
+	err := row.Scan(&xid)
+	return xid, err
 }
 
 type InsertAccessLogParams struct {
@@ -93,4 +73,16 @@ func (q *Queries) PruneAccessLog(ctx context.Context, arg PruneAccessLogParams) 
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const transactionStatus = `-- name: TransactionStatus :one
+SELECT coalesce(pg_xact_status($1::text::xid8), '')::text AS status
+`
+
+// committed, aborted or in progress; empty for an id too old to know.
+func (q *Queries) TransactionStatus(ctx context.Context, xid string) (string, error) {
+	row := q.db.QueryRow(ctx, transactionStatus, xid)
+	var status string
+	err := row.Scan(&status)
+	return status, err
 }
