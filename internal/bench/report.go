@@ -112,9 +112,15 @@ func (rep *Report) Markdown(command string) string {
 		b.WriteString(" and an audit key (`CUSTINFO_AUDIT_KEY`)")
 	}
 	for _, v := range cfg.Variants {
-		fmt.Fprintf(&b, "; %s adds `%s`", v.Name, strings.Join(v.Args, " "))
-		if v.Binary != "" {
-			fmt.Fprintf(&b, " and runs `%s`", v.Binary)
+		switch {
+		case len(v.Args) == 0 && v.Binary == "":
+			fmt.Fprintf(&b, "; %s is the same server again", v.Name)
+		case len(v.Args) == 0:
+			fmt.Fprintf(&b, "; %s runs `%s`", v.Name, v.Binary)
+		case v.Binary == "":
+			fmt.Fprintf(&b, "; %s adds `%s`", v.Name, strings.Join(v.Args, " "))
+		default:
+			fmt.Fprintf(&b, "; %s adds `%s` and runs `%s`", v.Name, strings.Join(v.Args, " "), v.Binary)
 		}
 	}
 	fmt.Fprintf(&b, "\n- pgx-direct: one goroutine per connection sends the lookup's statement with the arguments the lookup binds, through a pgxpool of %s; pgbench: one connection per client, the same spellings built in SQL from a random id\n", directPool(cfg.DirectPoolConns))
