@@ -669,14 +669,7 @@ func TestWriteInDoubt(t *testing.T) {
 					t.Fatalf("commit the first write: %v", err)
 				}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := w.Close(ctx); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			if err := <-done; err != nil {
-				t.Fatalf("Run: %v", err)
-			}
+			closeWriter(t, w, done)
 
 			var rows, distinct int
 			if err := pool.QueryRow(context.Background(),
@@ -725,6 +718,18 @@ func TestWriteInDoubtGivesUp(t *testing.T) {
 		w.Add(e)
 	}
 	waitFor(t, "every entry written", 10*time.Second, func() bool { return w.Written() == 5 })
+	closeWriter(t, w, done)
+	if got := countRows(t, pool); got != 5 {
+		t.Errorf("access_log has %d rows, want 5", got)
+	}
+	if asked.Load() < 2 || writes.Load() != 2 {
+		t.Errorf("StatusFunc asked %d times, %d writes; want at least 2 questions, then a second write", asked.Load(), writes.Load())
+	}
+}
+
+// closeWriter closes w and waits for its Run, whose result done carries.
+func closeWriter(t *testing.T, w *audit.Writer, done <-chan error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := w.Close(ctx); err != nil {
@@ -732,11 +737,5 @@ func TestWriteInDoubtGivesUp(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
-	}
-	if got := countRows(t, pool); got != 5 {
-		t.Errorf("access_log has %d rows, want 5", got)
-	}
-	if asked.Load() < 2 || writes.Load() != 2 {
-		t.Errorf("StatusFunc asked %d times, %d writes; want at least 2 questions, then a second write", asked.Load(), writes.Load())
 	}
 }
