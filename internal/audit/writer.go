@@ -65,8 +65,9 @@ type Config struct {
 	StatusFunc func(ctx context.Context, receipt string) (TxStatus, error)
 	// SettleTimeout bounds the time the Writer asks StatusFunc about one
 	// write before writing its batch again anyway.
-	SettleTimeout time.Duration // Hasher masks and hashes each entry's clear Query before it is written.
-	Hasher        Hasher
+	SettleTimeout time.Duration
+	// Hasher masks and hashes each entry's clear Query before it is written.
+	Hasher Hasher
 	// QueueSize bounds the entries held in memory, including the batch being
 	// written; an Add beyond it is dropped.
 	QueueSize int
