@@ -281,11 +281,16 @@ func (w *Writer) drain(ctx context.Context) error {
 	w.closed = true
 	w.clear(w.n)
 	w.mu.Unlock()
+	d := w.doubt
 	w.doubt = nil
 	if left == 0 {
 		return nil
 	}
 	w.dropped.Add(uint64(left))
+	if d != nil {
+		return fmt.Errorf("access log: %d entries not written (%d of them by transaction %s, which may have committed): %w",
+			left, min(d.n, left), d.receipt, ctx.Err())
+	}
 	return fmt.Errorf("access log: %d entries not written: %w", left, ctx.Err())
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -737,5 +738,45 @@ func closeWriter(t *testing.T, w *audit.Writer, done <-chan error) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestCloseWithWriteInDoubt checks that Close, ending while a write is in
+// doubt, says that those entries may be stored.
+func TestCloseWithWriteInDoubt(t *testing.T) {
+	t.Parallel()
+	entries, _, _ := mixedEntries(4)
+	var writes atomic.Int32
+	w := audit.NewWriter(audit.Config{
+		Hasher:        testHasher,
+		FlushInterval: 10 * time.Millisecond,
+		MinBackoff:    10 * time.Millisecond,
+		MaxBackoff:    20 * time.Millisecond,
+		WriteFunc: func(context.Context, []audit.Entry) error {
+			writes.Add(1)
+			return &audit.UncertainError{Receipt: "4242", Err: errors.New("connection reset by peer")}
+		},
+		StatusFunc: func(context.Context, string) (audit.TxStatus, error) { return audit.TxInProgress, nil },
+	})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background()) }()
+	for _, e := range entries {
+		w.Add(e)
+	}
+	waitFor(t, "the write in doubt", 10*time.Second, func() bool { return writes.Load() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := w.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "4 entries not written (4 of them by transaction 4242, which may have committed)") {
+		t.Errorf("Close = %v, want it to name the 4 entries of transaction 4242", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if got := writes.Load(); got != 1 {
+		t.Errorf("%d writes, want 1: a write in doubt is not repeated while its transaction runs", got)
+	}
+	if w.Dropped() != 4 {
+		t.Errorf("Dropped() = %d, want 4", w.Dropped())
 	}
 }
