@@ -70,7 +70,7 @@ type Outcome struct {
 	Latency   time.Duration
 	Query     string // the query field's value, in clear: mask before storing
 	// QueryNormalized is Query's E.164 form when the lookup read it as a
-	// phone number (with the request's region), else "".
+	// phone number (in the region it read it in), else "".
 	QueryNormalized string
 	Matches         int64
 	Reason          string // why a request failed, for the log; never a secret

@@ -28,7 +28,9 @@ func (s *Store) WriteAccessLog(ctx context.Context, entries []audit.Entry) error
 		rows[i] = accessLogRow(e)
 	}
 	b, ok := s.db.(txBeginner)
-	if !ok {
+	if _, inTx := s.db.(pgx.Tx); !ok || inTx {
+		// Already in the caller's transaction (or none can begin): its
+		// commit is the caller's.
 		_, err := s.q.InsertAccessLog(ctx, rows)
 		return copyError(err)
 	}
@@ -62,7 +64,8 @@ func (s *Store) WriteAccessLog(ctx context.Context, entries []audit.Entry) error
 	return nil
 }
 
-// txBeginner is a database that can begin a transaction (pgxpool.Pool, pgx.Conn).
+// txBeginner is a database that can begin a transaction (pgxpool.Pool,
+// pgx.Conn; a pgx.Tx too, with a savepoint, which WriteAccessLog does not use).
 type txBeginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
