@@ -18,6 +18,7 @@ import (
 	"github.com/custinfo/custinfo/internal/audit"
 	"github.com/custinfo/custinfo/internal/pgtest"
 	"github.com/custinfo/custinfo/internal/signature"
+	"github.com/custinfo/custinfo/internal/testwait"
 )
 
 // alKey signs the requests of the access-log tests; alAuditKey keys their
@@ -209,8 +210,8 @@ func TestAccessLogAfterShutdownUnderLoad(t *testing.T) {
 
 	// Let load build, then end serve while a slow lookup's query is running.
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(answered) }
-	alWait(t, "100 answered requests", 30*time.Second, func() bool { return count() >= 100 })
-	alWait(t, "a slow lookup in flight", 10*time.Second, func() bool {
+	testwait.Until(t, "100 answered requests", 30*time.Second, func() bool { return count() >= 100 })
+	testwait.Until(t, "a slow lookup in flight", 10*time.Second, func() bool {
 		var running bool
 		err := admin.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 			WHERE state = 'active' AND query LIKE '%slow_people%' AND pid <> pg_backend_pid())`).Scan(&running)
@@ -419,17 +420,5 @@ func TestAccessLogCommands(t *testing.T) {
 	}
 	if left != 2 {
 		t.Errorf("access_log has %d rows after pruning, want 2 (0 and 100 days old)", left)
-	}
-}
-
-// alWait polls cond every 10 ms until it holds or the deadline passes.
-func alWait(t *testing.T, what string, deadline time.Duration, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %s waiting for %s", deadline, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

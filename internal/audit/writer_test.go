@@ -22,6 +22,7 @@ import (
 	"github.com/custinfo/custinfo/internal/audit"
 	"github.com/custinfo/custinfo/internal/pgtest"
 	"github.com/custinfo/custinfo/internal/store"
+	"github.com/custinfo/custinfo/internal/testwait"
 )
 
 const testKey = "audit-test-key-0123456789"
@@ -53,18 +54,6 @@ func startWriter(t *testing.T, pool *pgxpool.Pool, cfg audit.Config) *audit.Writ
 		<-done
 	})
 	return w
-}
-
-// waitFor polls cond every 10 ms until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, deadline time.Duration, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %s waiting for %s", deadline, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func countRows(t *testing.T, pool *pgxpool.Pool) int {
@@ -271,7 +260,7 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 			t.Fatalf("Add(%s) into a queue with room = false, want true", e.RequestID)
 		}
 	}
-	waitFor(t, "the writer's COPY to wait for the lock", 10*time.Second, func() bool {
+	testwait.Until(t, "the writer's COPY to wait for the lock", 10*time.Second, func() bool {
 		var waiting bool
 		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
 			WHERE relation = 'custinfo.access_log'::regclass AND NOT granted)`).Scan(&waiting)
@@ -306,7 +295,7 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
-	waitFor(t, "the queued entries to be written", 10*time.Second, func() bool { return w.Written() == capacity })
+	testwait.Until(t, "the queued entries to be written", 10*time.Second, func() bool { return w.Written() == capacity })
 	if got := countRows(t, pool); got != capacity {
 		t.Errorf("access_log has %d rows, want %d", got, capacity)
 	}
@@ -325,11 +314,11 @@ func TestRejectedBatchIsDropped(t *testing.T) {
 		return audit.Entry{At: time.Now(), RequestID: id, Lookup: "customer", Code: "ok", Status: status}
 	}
 	w.Add(entry("before", 200))
-	waitFor(t, "the first row", 10*time.Second, func() bool { return w.Written() == 1 })
+	testwait.Until(t, "the first row", 10*time.Second, func() bool { return w.Written() == 1 })
 	w.Add(entry("teapot", 418))
-	waitFor(t, "the rejected row to be dropped", 10*time.Second, func() bool { return w.Dropped() == 1 })
+	testwait.Until(t, "the rejected row to be dropped", 10*time.Second, func() bool { return w.Dropped() == 1 })
 	w.Add(entry("after", 200))
-	waitFor(t, "the row after the rejected one", 10*time.Second, func() bool { return w.Written() == 2 })
+	testwait.Until(t, "the row after the rejected one", 10*time.Second, func() bool { return w.Written() == 2 })
 	if got := w.FailedBatches(); got != 0 {
 		t.Errorf("FailedBatches() = %d, want 0: a rejected batch is not retried", got)
 	}
@@ -443,7 +432,7 @@ func TestWriterRetriesThroughOutage(t *testing.T) {
 	}
 	// Wait for the writer's acknowledgement, not only the rows: a cut between
 	// the commit and its acknowledgement would have the batch written twice.
-	waitFor(t, "10 rows before the outage", 10*time.Second, func() bool { return w.Written() == 10 })
+	testwait.Until(t, "10 rows before the outage", 10*time.Second, func() bool { return w.Written() == 10 })
 
 	px.setDown(true)
 	for _, e := range entries[10:] {
@@ -451,7 +440,7 @@ func TestWriterRetriesThroughOutage(t *testing.T) {
 			t.Fatalf("Add(%s) during the outage = false, want true", e.RequestID)
 		}
 	}
-	waitFor(t, "a failed write during the outage", 10*time.Second, func() bool { return w.FailedBatches() > 0 })
+	testwait.Until(t, "a failed write during the outage", 10*time.Second, func() bool { return w.FailedBatches() > 0 })
 	if got := w.QueueDepth(); got != 20 {
 		t.Errorf("QueueDepth() during the outage = %d, want 20", got)
 	}
@@ -460,7 +449,7 @@ func TestWriterRetriesThroughOutage(t *testing.T) {
 	}
 
 	px.setDown(false)
-	waitFor(t, "every row after the outage", 20*time.Second, func() bool { return countRows(t, direct) == 30 })
+	testwait.Until(t, "every row after the outage", 20*time.Second, func() bool { return countRows(t, direct) == 30 })
 	if diff := cmp.Diff(want, readRows(t, direct), cmpAddr); diff != "" {
 		t.Errorf("rows after the outage differ (-want +got):\n%s", diff)
 	}
@@ -655,14 +644,14 @@ func TestWriteInDoubt(t *testing.T) {
 			for _, e := range entries[:10] {
 				w.Add(e)
 			}
-			waitFor(t, "the first write", 10*time.Second, func() bool { return writes.Load() == 1 })
+			testwait.Until(t, "the first write", 10*time.Second, func() bool { return writes.Load() == 1 })
 			for _, e := range entries[10:] {
 				w.Add(e)
 			}
 			close(released)
 			if tt.outcome == "commit-later" {
 				tx := <-inDoubt
-				waitFor(t, "three questions about the open transaction", 10*time.Second, func() bool { return asked.Load() >= 3 })
+				testwait.Until(t, "three questions about the open transaction", 10*time.Second, func() bool { return asked.Load() >= 3 })
 				if got := writes.Load(); got != 1 {
 					t.Errorf("%d writes while the first one's transaction was open, want 1", got)
 				}
@@ -718,7 +707,7 @@ func TestWriteInDoubtGivesUp(t *testing.T) {
 	for _, e := range entries {
 		w.Add(e)
 	}
-	waitFor(t, "every entry written", 10*time.Second, func() bool { return w.Written() == 5 })
+	testwait.Until(t, "every entry written", 10*time.Second, func() bool { return w.Written() == 5 })
 	closeWriter(t, w, done)
 	if got := countRows(t, pool); got != 5 {
 		t.Errorf("access_log has %d rows, want 5", got)
@@ -763,7 +752,7 @@ func TestCloseWithWriteInDoubt(t *testing.T) {
 	for _, e := range entries {
 		w.Add(e)
 	}
-	waitFor(t, "the write in doubt", 10*time.Second, func() bool { return writes.Load() == 1 })
+	testwait.Until(t, "the write in doubt", 10*time.Second, func() bool { return writes.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	err := w.Close(ctx)

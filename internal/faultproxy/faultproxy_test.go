@@ -17,6 +17,7 @@ import (
 
 	"github.com/custinfo/custinfo/internal/faultproxy"
 	"github.com/custinfo/custinfo/internal/pgtest"
+	"github.com/custinfo/custinfo/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -119,18 +120,6 @@ func (c *client) mustRoundTrip(line string) {
 	}
 }
 
-// eventually polls cond every 10 ms until it holds or 5 s have passed.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestForwards(t *testing.T) {
 	t.Parallel()
 	p := newProxy(t, echoServer(t))
@@ -160,7 +149,7 @@ func TestCut(t *testing.T) {
 	} else if isTimeout(err) {
 		t.Errorf("round trip after Cut = %v, want the connection closed, not a timeout", err)
 	}
-	eventually(t, "cut connection forgotten", func() bool { return p.Conns() == 0 })
+	testwait.Until(t, "cut connection forgotten", 5*time.Second, func() bool { return p.Conns() == 0 })
 	dial(t, p.Addr()).mustRoundTrip("new connection")
 }
 
@@ -213,7 +202,7 @@ func TestStallResume(t *testing.T) {
 	if _, err := io.WriteString(b.c, "held too\n"); err != nil {
 		t.Fatalf("write on new connection while stalled: %v", err)
 	}
-	eventually(t, "both chunks held", func() bool { return p.Held() == 2 })
+	testwait.Until(t, "both chunks held", 5*time.Second, func() bool { return p.Held() == 2 })
 	if p.Conns() != 2 {
 		t.Errorf("Conns() while stalled = %d, want 2 (connections stay open)", p.Conns())
 	}
@@ -253,7 +242,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	if _, err := io.WriteString(stalled.c, "stalled\n"); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	eventually(t, "stalled chunk held", func() bool { return p.Held() >= 1 })
+	testwait.Until(t, "stalled chunk held", 5*time.Second, func() bool { return p.Held() >= 1 })
 
 	done := make(chan error, 1)
 	go func() { done <- p.Close() }()
@@ -297,7 +286,7 @@ func TestUnreachableTarget(t *testing.T) {
 	if err := refused(p.Addr()); err != nil {
 		t.Errorf("connection to an unreachable target: %v", err)
 	}
-	eventually(t, "refusal counted", func() bool { return p.Refused() == 1 })
+	testwait.Until(t, "refusal counted", 5*time.Second, func() bool { return p.Refused() == 1 })
 }
 
 // TestPostgres runs the proxy in front of the real PostgreSQL: a cut

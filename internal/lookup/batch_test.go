@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/custinfo/custinfo/internal/lookup"
+	"github.com/custinfo/custinfo/internal/testwait"
 )
 
 // batchFixture has numbers shared by several customers in different
@@ -213,11 +214,11 @@ func TestCoalescerRunsWaitingRequestsTogether(t *testing.T) {
 	var wg sync.WaitGroup
 	// The first request runs alone and holds the only place in flight.
 	wg.Go(func() { got[0] = answerOf(c.Run(ctx, l, reqs[0])) })
-	waitFor(t, "the first query to start", func() bool { return db.arrived.Load() == 1 })
+	testwait.Until(t, "the first query to start", 10*time.Second, func() bool { return db.arrived.Load() == 1 })
 	for i := 1; i < len(reqs); i++ {
 		wg.Go(func() { got[i] = answerOf(c.Run(ctx, l, reqs[i])) })
 	}
-	waitFor(t, "the other requests to wait", func() bool { return l.Waiting(reqs[0]) == len(reqs)-1 })
+	testwait.Until(t, "the other requests to wait", 10*time.Second, func() bool { return l.Waiting(reqs[0]) == len(reqs)-1 })
 	// A request that gives up while waiting leaves the queue and is not run.
 	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
@@ -262,7 +263,7 @@ func TestCoalescedRequestKeepsItsDeadline(t *testing.T) {
 	var wg sync.WaitGroup
 	var first, patient answer
 	wg.Go(func() { first = answerOf(c.Run(ctx, l, reqs[0])) })
-	waitFor(t, "the first query to start", func() bool { return db.arrived.Load() == 1 })
+	testwait.Until(t, "the first query to start", 10*time.Second, func() bool { return db.arrived.Load() == 1 })
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	hurried := make(chan error, 1)
@@ -271,9 +272,9 @@ func TestCoalescedRequestKeepsItsDeadline(t *testing.T) {
 		hurried <- err
 	}()
 	wg.Go(func() { patient = answerOf(c.Run(ctx, l, reqs[2])) })
-	waitFor(t, "two requests to wait", func() bool { return l.Waiting(reqs[0]) == 2 })
+	testwait.Until(t, "two requests to wait", 10*time.Second, func() bool { return l.Waiting(reqs[0]) == 2 })
 	close(db.gate)
-	waitFor(t, "the coalesced query to start", func() bool { return db.batches.Load() == 1 })
+	testwait.Until(t, "the coalesced query to start", 10*time.Second, func() bool { return db.batches.Load() == 1 })
 	// The coalesced query is held; the hurried request must end regardless.
 	select {
 	case err := <-hurried:
@@ -338,16 +339,4 @@ func TestCoalescerConcurrent(t *testing.T) {
 	c.Wait()
 	b, n := c.Stats()
 	t.Logf("%d coalesced queries answered %d of %d requests", b, n, 16*40)
-}
-
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

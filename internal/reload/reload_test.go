@@ -11,6 +11,7 @@ import (
 	"github.com/custinfo/custinfo/internal/lookup"
 	"github.com/custinfo/custinfo/internal/pgtest"
 	"github.com/custinfo/custinfo/internal/reload"
+	"github.com/custinfo/custinfo/internal/testwait"
 )
 
 const fixture = `
@@ -48,18 +49,6 @@ func start(t *testing.T) (*pgxpool.Pool, *reload.Holder) {
 	return pool, h
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func fieldNames(t *testing.T, pool *pgxpool.Pool, h *reload.Holder) []string {
 	t.Helper()
 	l, ok := h.Snapshot().Get("customer")
@@ -87,11 +76,11 @@ func TestMappingChangeTakesEffectLive(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VALUES ('customer', 'tier', 'tier', 2)`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "new result field served", func() bool { return len(fieldNames(t, pool, h)) == 2 })
+	testwait.Until(t, "new result field served", time.Second, func() bool { return len(fieldNames(t, pool, h)) == 2 })
 	if _, err := pool.Exec(ctx, `UPDATE custinfo.lookup_results SET field = 'grade' WHERE field = 'tier'`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "renamed field served", func() bool {
+	testwait.Until(t, "renamed field served", time.Second, func() bool {
 		got := fieldNames(t, pool, h)
 		return len(got) == 2 && got[1] == "grade"
 	})
@@ -114,7 +103,7 @@ func TestRejectedChangeKeepsServing(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE custinfo.lookup_results SET source_column = 'nope'`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "broken lookup reported", func() bool {
+	testwait.Until(t, "broken lookup reported", time.Second, func() bool {
 		l, ok := h.Snapshot().Get("customer")
 		return ok && l.Broken()
 	})
@@ -155,16 +144,16 @@ func TestKeyRevocationTakesEffect(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, label) VALUES (NULL, 'global-key-0123456789', 'all')`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "added key active", func() bool { return activeKeys() == 2 })
+	testwait.Until(t, "added key active", 3*time.Second, func() bool { return activeKeys() == 2 })
 	if _, err := pool.Exec(ctx, `UPDATE custinfo.api_keys SET revoked_at = now()`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "revoked keys inactive", func() bool { return activeKeys() == 0 })
+	testwait.Until(t, "revoked keys inactive", 3*time.Second, func() bool { return activeKeys() == 0 })
 	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret, expires_at) VALUES ('customer', 'short-lived-0123456789', now() + interval '4 seconds')`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "short-lived key active", func() bool { return activeKeys() == 1 })
-	eventually(t, 8*time.Second, "expired key inactive without a reload", func() bool { return activeKeys() == 0 })
+	testwait.Until(t, "short-lived key active", 3*time.Second, func() bool { return activeKeys() == 1 })
+	testwait.Until(t, "expired key inactive without a reload", 8*time.Second, func() bool { return activeKeys() == 0 })
 }
 
 func TestListenerReconnects(t *testing.T) {
@@ -173,7 +162,7 @@ func TestListenerReconnects(t *testing.T) {
 	ctx := context.Background()
 	// Kill every other backend of this database, the listener's among them.
 	var killed int
-	eventually(t, 2*time.Second, "listener connected", func() bool {
+	testwait.Until(t, "listener connected", 2*time.Second, func() bool {
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed)
 		return err == nil && killed > 0
 	})
@@ -186,9 +175,9 @@ func TestListenerReconnects(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VALUES ('customer', 'tier', 'tier', 2)`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "change seen after reconnect", func() bool { return len(fieldNames(t, pool, h)) == 2 })
+	testwait.Until(t, "change seen after reconnect", 3*time.Second, func() bool { return len(fieldNames(t, pool, h)) == 2 })
 	if _, err := pool.Exec(ctx, `DELETE FROM custinfo.lookup_results WHERE field = 'tier'`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "NOTIFY delivered after reconnect", func() bool { return len(fieldNames(t, pool, h)) == 1 })
+	testwait.Until(t, "NOTIFY delivered after reconnect", time.Second, func() bool { return len(fieldNames(t, pool, h)) == 1 })
 }
