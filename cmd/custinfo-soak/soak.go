@@ -232,18 +232,18 @@ func sampleCustomers(ctx context.Context, pool *pgxpool.Pool, n int) ([]customer
 	var unassigned int
 	taken := map[string]bool{}
 	for rows.Next() {
-		var phone string
+		var stored string
 		var c customer
-		if err := rows.Scan(&phone, &c.name, &c.no); err != nil {
+		if err := rows.Scan(&stored, &c.name, &c.no); err != nil {
 			return nil, nil, 0, fmt.Errorf("read demo customers: %w", err)
 		}
-		digits := onlyDigits(phone)
+		digits := custphone.Digits(stored)
 		if len(digits) < 8 {
 			continue
 		}
 		c.digits = digits[len(digits)-8:]
 		taken[c.digits] = true
-		if sp, err := custphone.Spellings("010"+c.digits, "KR"); err != nil || !slices.Contains(sp, "010"+c.digits) || !slices.Contains(sp, phone) {
+		if sp, err := custphone.Spellings("010"+c.digits, "KR"); err != nil || !slices.Contains(sp, "010"+c.digits) || !slices.Contains(sp, stored) {
 			unassigned++
 			continue
 		}
@@ -266,16 +266,6 @@ func sampleCustomers(ctx context.Context, pool *pgxpool.Pool, n int) ([]customer
 		}
 	}
 	return all, misses, unassigned, nil
-}
-
-func onlyDigits(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }
 
 // mappingEdits are the edits the editor cycles through: each changes the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custinfo/custinfo/internal/phone"
 	"github.com/custinfo/custinfo/internal/signature"
 )
 
@@ -99,7 +100,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 			requests++
 		}
 		for _, v := range stringsIn(rec) {
-			if digits := onlyDigits(v); strings.Contains(digits, "1098761357") {
+			if digits := phone.Digits(v); strings.Contains(digits, "1098761357") {
 				t.Errorf("log value %q carries the full phone number; line: %s", v, line)
 			}
 		}
@@ -146,14 +147,4 @@ func stringsIn(v any) []string {
 	default:
 		return nil
 	}
-}
-
-func onlyDigits(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

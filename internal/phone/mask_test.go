@@ -43,7 +43,7 @@ func FuzzMask(f *testing.F) {
 	f.Add("12")
 	f.Fuzz(func(t *testing.T, s string) {
 		got := Mask(s)
-		d := digitsOf(s)
+		d := Digits(s)
 		if d != "" && strings.Contains(got, d) {
 			t.Errorf("Mask(%q) = %q, contains all digits %q", s, got, d)
 		}

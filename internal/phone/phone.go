@@ -399,6 +399,9 @@ func isNonGeo(n *phonenumbers.PhoneNumber) bool {
 // nonGeoRegion is the region libphonenumber gives non-geographic calling codes.
 const nonGeoRegion = "001"
 
+// Digits returns the ASCII digits of s, in order: "+82 10-1234-5678" → "821012345678".
+func Digits(s string) string { return string(digitsOnly(nil, s)) }
+
 // digitsOnly appends the ASCII digits of s to dst.
 func digitsOnly(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {

@@ -271,16 +271,11 @@ func TestSpellingsErrors(t *testing.T) {
 			if pe.Reason == "" {
 				t.Errorf("Spellings(%q, %q) error Reason is empty", tt.number, tt.region)
 			}
-			if d := digitsOf(tt.number); len(d) >= 5 && strings.Contains(digitsOf(pe.Reason), d) {
+			if d := Digits(tt.number); len(d) >= 5 && strings.Contains(Digits(pe.Reason), d) {
 				t.Errorf("Spellings(%q, %q) error Reason %q echoes the number", tt.number, tt.region, pe.Reason)
 			}
 		})
 	}
-}
-
-// digitsOf returns the ASCII digits of s.
-func digitsOf(s string) string {
-	return string(digitsOnly(nil, s))
 }
 
 func TestErrorMessage(t *testing.T) {
