@@ -87,6 +87,7 @@ VALUES ('customer', 'userName', 'name', 1),
 func runDemo(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "demo", "[flags]")
 	dbURL := databaseFlag(fs, e)
+	wait := connectWaitFlag(fs, e)
 	rows := fs.Int64("rows", 100000, "number of demo customers")
 	key := fs.String("key", e.stringEnv("CUSTINFO_DEMO_KEY", ""), "demo key to install (env CUSTINFO_DEMO_KEY); default: keep the existing demo key or generate one")
 	if err := parseArgs(fs, args); err != nil {
@@ -95,7 +96,7 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	if *rows < 1 || *rows > 100_000_000 {
 		return fmt.Errorf("demo: --rows must be between 1 and 100000000")
 	}
-	pool, err := connect(ctx, *dbURL, 2)
+	pool, err := connectWaiting(ctx, *wait, *dbURL, 2)
 	if err != nil {
 		return err
 	}

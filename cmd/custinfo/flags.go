@@ -82,6 +82,44 @@ func connect(ctx context.Context, url string, maxConns int32, opts ...func(*pgxp
 	return pool, nil
 }
 
+// connectWaitFlag registers --connect-wait with CUSTINFO_CONNECT_WAIT as its
+// default: how long a one-shot command keeps retrying its first connection.
+func connectWaitFlag(fs *flag.FlagSet, e *env) *time.Duration {
+	return fs.Duration("connect-wait", e.durationEnv("CUSTINFO_CONNECT_WAIT", 0),
+		"keep retrying the first database connection for this long, e.g. while a container starts (env CUSTINFO_CONNECT_WAIT; 0: try once)")
+}
+
+// connectWaiting is connect that, for up to wait, tries again after a failed
+// first connection (a database that is still starting refuses connections).
+// A URL that does not parse fails at once; the last error is returned.
+func connectWaiting(ctx context.Context, wait time.Duration, url string, maxConns int32) (*pgxpool.Pool, error) {
+	if wait <= 0 {
+		return connect(ctx, url, maxConns)
+	}
+	if url != "" {
+		if _, err := pgxpool.ParseConfig(url); err != nil {
+			return nil, fmt.Errorf("parse database url: %w", err)
+		}
+	}
+	deadline := time.Now().Add(wait)
+	backoff := 250 * time.Millisecond
+	for {
+		pool, err := connect(ctx, url, maxConns)
+		remaining := time.Until(deadline)
+		if err == nil || url == "" || remaining <= 0 {
+			return pool, err
+		}
+		t := time.NewTimer(min(backoff, remaining))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (gave up waiting: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
 func redactURL(cfg *pgxpool.Config) string {
 	c := cfg.ConnConfig
 	return fmt.Sprintf("%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)

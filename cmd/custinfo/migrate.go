@@ -12,6 +12,7 @@ import (
 func runMigrate(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "migrate", "up|down|status [flags]")
 	dbURL := databaseFlag(fs, e)
+	wait := connectWaitFlag(fs, e)
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -19,7 +20,7 @@ func runMigrate(ctx context.Context, args []string, e *env) error {
 		fs.Usage()
 		return exitError(2)
 	}
-	pool, err := connect(ctx, *dbURL, 2)
+	pool, err := connectWaiting(ctx, *wait, *dbURL, 2)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ func renderRoleSQL(t *testing.T, role, password, dbname string) string {
 	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 	return strings.NewReplacer(
 		`:"role"`, pgx.Identifier{role}.Sanitize(),
+		`:'role'`, quote(role),
 		`:'password'`, quote(password),
 		`:"DBNAME"`, pgx.Identifier{dbname}.Sanitize(),
 	).Replace(string(b))
@@ -86,8 +87,11 @@ func TestServeLeastPrivilege(t *testing.T) {
 			t.Errorf("drop role %s: %v", role, err)
 		}
 	})
-	if _, err := admin.Exec(ctx, renderRoleSQL(t, role, "not-used-with-trust-auth", dbname)); err != nil {
-		t.Fatalf("run serve_role.sql: %v", err)
+	// Twice: the script is safe to run again once the role exists.
+	for range 2 {
+		if _, err := admin.Exec(ctx, renderRoleSQL(t, role, "not-used-with-trust-auth", dbname)); err != nil {
+			t.Fatalf("run serve_role.sql: %v", err)
+		}
 	}
 	grant := "GRANT USAGE ON SCHEMA opsdata TO " + pgx.Identifier{role}.Sanitize() +
 		"; GRANT SELECT ON opsdata.people TO " + pgx.Identifier{role}.Sanitize()

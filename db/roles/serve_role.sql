@@ -11,9 +11,10 @@
 --        -v role=custinfo_server -v password="$(openssl rand -base64 24)" \
 --        -f db/roles/serve_role.sql
 --
--- Roles are shared by every database of a server: when the role exists
--- already, drop the CREATE ROLE statement and run the GRANTs. Run the GRANTs
--- again after an upgrade whose migration adds a configuration table.
+-- Roles are shared by every database of a server: the role is created only
+-- when it does not exist yet (an existing role keeps its password), and the
+-- GRANTs are always run, so the script is safe to run again, e.g. after an
+-- upgrade whose migration adds a configuration table.
 --
 -- Then grant it the sources of your lookups, for example:
 --
@@ -23,8 +24,19 @@
 -- and start serve with DATABASE_URL=postgres://custinfo_server:PASSWORD@host/db.
 -- `custinfo lookups check` names any source the role cannot read.
 
-CREATE ROLE :"role" LOGIN PASSWORD :'password'
-    NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+-- psql does not substitute variables inside a DO block: the block reads
+-- them from two settings of this session.
+SET custinfo.serve_role = :'role';
+SET custinfo.serve_password = :'password';
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = current_setting('custinfo.serve_role')) THEN
+        EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION',
+                       current_setting('custinfo.serve_role'), current_setting('custinfo.serve_password'));
+    END IF;
+END
+$$;
+RESET custinfo.serve_password;
 
 GRANT CONNECT ON DATABASE :"DBNAME" TO :"role";
 GRANT USAGE ON SCHEMA custinfo TO :"role";
