@@ -3,6 +3,8 @@ package main
 import (
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,6 +25,7 @@ type composeService struct {
 	Restart         string            `yaml:"restart"`
 	StopGracePeriod string            `yaml:"stop_grace_period"`
 	Profiles        []string          `yaml:"profiles"`
+	Volumes         []string          `yaml:"volumes"`
 	Healthcheck     struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
@@ -110,6 +113,17 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("long-running service %s has restart %q, want always, unless-stopped or on-failure", name, s.Restart)
 		}
 
+		// A bind mount of a file that is not in the checkout makes Docker
+		// create an empty directory in its place, and the service fails.
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join("../..", src)); err != nil {
+					t.Errorf("service %s mounts %s, which is not in the checkout: %v", name, src, err)
+				}
+			}
+		}
+
 		for _, p := range s.Ports {
 			if !strings.HasPrefix(composeDefault(p), "127.0.0.1:") {
 				t.Errorf("service %s publishes %q, want it bound to 127.0.0.1 by default", name, p)
@@ -150,5 +164,54 @@ func TestComposeFile(t *testing.T) {
 	}
 	if len(builders) != 1 {
 		t.Errorf("services that build an image: %v, want exactly one (several builds of one tag race each other)", builders)
+	}
+}
+
+// TestComposeHAProxy checks deploy/haproxy/haproxy.cfg with HAProxy itself,
+// and that it balances over exactly the instances the scale profile runs.
+func TestComposeHAProxy(t *testing.T) {
+	const cfg = "../../deploy/haproxy/haproxy.cfg"
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var servers []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "server" {
+			servers = append(servers, strings.Split(f[2], ":")[0])
+		}
+	}
+	compose, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Services map[string]composeService `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(compose, &file); err != nil {
+		t.Fatalf("parse docker-compose.yml: %v", err)
+	}
+	var instances []string
+	for name, s := range file.Services {
+		if slices.Contains(s.Profiles, "scale") && len(s.Command) > 0 && s.Command[0] == "serve" {
+			instances = append(instances, name)
+		}
+	}
+	slices.Sort(servers)
+	slices.Sort(instances)
+	if len(instances) < 2 || !slices.Equal(servers, instances) {
+		t.Errorf("haproxy.cfg balances over %v, the scale profile runs serve as %v; want the same two or more", servers, instances)
+	}
+
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/haproxy"); serr != nil {
+			t.Skip("haproxy is not installed (.ci/run installs it)")
+		}
+		haproxy = "/usr/sbin/haproxy"
+	}
+	out, err := exec.Command(haproxy, "-c", "-f", cfg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("haproxy -c -f %s: %v\n%s", cfg, err, out)
 	}
 }
