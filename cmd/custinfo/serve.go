@@ -132,6 +132,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	defer stopPprof()
 	coalescer := newCoalescer(f, pool)
 	defer coalescer.Wait() // its queries end before the pool closes
+	if coalescer != nil {
+		metrics.WatchCoalescer(coalescer.Counters)
+	}
 	metrics.AccessLogQueueDepthFunc = alog.QueueDepth
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
