@@ -13,8 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// UnknownLookup is the lookup label of requests for a name the configuration
-// does not define, so a scanner trying names cannot create new series.
+// UnknownLookup is the lookup label of every request whose signature did not
+// verify: a request names its lookup in the metrics only once a key proved it
+// was made for that lookup. So /metrics tells nobody which names exist, and a
+// scanner trying names cannot create new series.
 const UnknownLookup = "_unknown"
 
 // DurationBuckets are the request latency histogram's upper bounds, in
@@ -98,19 +100,11 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Mount adds GET /metrics to e; pass it as Config.Extra to serve metrics on
-// the lookup listener.
+// Mount adds GET /metrics to e. The service serves metrics only on the
+// operations listener (NewOpsHandler), never where the helpdesk connects;
+// Mount is for handlers that no caller outside reaches.
 func (m *Metrics) Mount(e *echo.Echo) {
 	e.GET("/metrics", echo.WrapHandler(m.Handler()))
-}
-
-// Routes returns Mount when mount is true and nil otherwise, for
-// Config.Extra: metrics served on the lookup listener or elsewhere.
-func (m *Metrics) Routes(mount bool) func(*echo.Echo) {
-	if !mount {
-		return nil
-	}
-	return m.Mount
 }
 
 // ObserveReload counts one configuration load; it fits reload.Config.ReloadFunc.
@@ -122,12 +116,12 @@ func (m *Metrics) ObserveReload(err error) {
 	m.reloadOK.Inc()
 }
 
-// observe counts one lookup request. known tells whether the configuration
-// defines the lookup; other names are counted as UnknownLookup.
-func (m *Metrics) observe(o *Outcome, known bool) {
-	name := o.Lookup
-	if !known {
-		name = UnknownLookup
+// observe counts one lookup request: under its lookup's name when its
+// signature verified, else under UnknownLookup.
+func (m *Metrics) observe(o *Outcome) {
+	name := UnknownLookup
+	if o.Verified {
+		name = o.Lookup
 	}
 	lm := (*m.lookups.Load())[name]
 	if lm == nil {
@@ -178,16 +172,6 @@ func (m *Metrics) addCode(lm *lookupMetrics, code string) prometheus.Counter {
 	next[code] = c
 	lm.codes.Store(&next)
 	return c
-}
-
-// knownLookup reports whether the current configuration defines name.
-func (s *server) knownLookup(name string) bool {
-	snap := s.snapshot()
-	if snap == nil {
-		return false
-	}
-	_, ok := snap.Get(name)
-	return ok
 }
 
 // NewOpsHandler returns the handler of a separate operations listener:
