@@ -51,6 +51,8 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	reloadOK prometheus.Counter
 	reloadNo prometheus.Counter
+	// ambiguous counts answers chosen among several matching rows.
+	ambiguous *prometheus.CounterVec
 
 	mu      sync.Mutex // serialises additions to lookups
 	lookups atomic.Pointer[map[string]*lookupMetrics]
@@ -59,9 +61,10 @@ type Metrics struct {
 // lookupMetrics caches the series of one lookup label, so counting a request
 // costs two map reads and no label hashing.
 type lookupMetrics struct {
-	name     string
-	duration prometheus.Observer
-	codes    atomic.Pointer[map[string]prometheus.Counter]
+	name      string
+	duration  prometheus.Observer
+	ambiguous prometheus.Counter
+	codes     atomic.Pointer[map[string]prometheus.Counter]
 }
 
 // NewMetrics returns metrics in a new registry. pool, when not nil, is
@@ -78,6 +81,10 @@ func NewMetrics(pool PoolStater) *Metrics {
 			Help:    "Time from receiving a lookup request to its answer, by lookup.",
 			Buckets: DurationBuckets,
 		}, []string{"lookup"}),
+		ambiguous: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "custinfo_lookup_ambiguous_total",
+			Help: "Lookup answers chosen among several matching rows (a number shared by a family or a switchboard), by lookup; the access log's matches column says which requests.",
+		}, []string{"lookup"}),
 	}
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custinfo_config_reloads_total",
@@ -87,7 +94,7 @@ func NewMetrics(pool PoolStater) *Metrics {
 	m.reloadNo = reloads.WithLabelValues("error")
 	empty := map[string]*lookupMetrics{}
 	m.lookups.Store(&empty)
-	m.reg.MustRegister(m.requests, m.duration, reloads,
+	m.reg.MustRegister(m.requests, m.duration, m.ambiguous, reloads,
 		&hookCollector{m: m, pool: pool},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -116,8 +123,9 @@ func (m *Metrics) ObserveReload(err error) {
 	m.reloadOK.Inc()
 }
 
-// observe counts one lookup request: under its lookup's name when its
-// signature verified, else under UnknownLookup.
+// observe counts one lookup request, and, when several rows matched, one
+// ambiguous answer: under its lookup's name when its signature verified,
+// else under UnknownLookup.
 func (m *Metrics) observe(o *Outcome) {
 	name := UnknownLookup
 	if o.Verified {
@@ -128,6 +136,9 @@ func (m *Metrics) observe(o *Outcome) {
 		lm = m.addLookup(name)
 	}
 	lm.duration.Observe(o.Latency.Seconds())
+	if o.Matches > 1 {
+		lm.ambiguous.Inc()
+	}
 	c := (*lm.codes.Load())[o.Code]
 	if c == nil {
 		c = m.addCode(lm, o.Code)
@@ -143,7 +154,7 @@ func (m *Metrics) addLookup(name string) *lookupMetrics {
 	if lm := old[name]; lm != nil {
 		return lm
 	}
-	lm := &lookupMetrics{name: name, duration: m.duration.WithLabelValues(name)}
+	lm := &lookupMetrics{name: name, duration: m.duration.WithLabelValues(name), ambiguous: m.ambiguous.WithLabelValues(name)}
 	codes := map[string]prometheus.Counter{}
 	lm.codes.Store(&codes)
 	next := make(map[string]*lookupMetrics, len(old)+1)
