@@ -63,7 +63,10 @@ func TestSharedNumber(t *testing.T) {
 		reloadInterval:  time.Minute,
 		shutdownTimeout: 10 * time.Second,
 		auditRegion:     "KR",
+		metricsAddr:     "127.0.0.1:0",
 	}
+	metricsCh := make(chan string, 1)
+	f.metricsReady = func(addr string) { metricsCh <- addr }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addrCh := make(chan string, 1)
@@ -107,7 +110,14 @@ func TestSharedNumber(t *testing.T) {
 		t.Errorf("number of one customer = %s, want %s", got, want)
 	}
 
-	resp, err := http.Get(base + "/metrics")
+	var metricsBase string
+	select {
+	case addr := <-metricsCh:
+		metricsBase = "http://" + addr
+	default:
+		t.Fatal("serve listens but did not report its metrics address")
+	}
+	resp, err := http.Get(metricsBase + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
