@@ -64,11 +64,15 @@ type Outcome struct {
 	RequestID string
 	Lookup    string
 	KeyID     int64 // 0 when no key verified the request
-	ClientIP  netip.Addr
-	Status    int
-	Code      string // "ok" on success
-	Latency   time.Duration
-	Query     string // the query field's value, in clear: mask before storing
+	// Verified is set once a key verified the request's signature for
+	// Lookup; before that the request has proved nothing, and the metrics
+	// count it without its lookup's name.
+	Verified bool
+	ClientIP netip.Addr
+	Status   int
+	Code     string // "ok" on success
+	Latency  time.Duration
+	Query    string // the query field's value, in clear: mask before storing
 	// QueryNormalized is Query's E.164 form when the lookup read it as a
 	// phone number (in the region it read it in), else "".
 	QueryNormalized string
@@ -77,7 +81,29 @@ type Outcome struct {
 }
 
 type server struct {
-	cfg Config
+	cfg       Config
+	diagnoses diagnoseLimit
+}
+
+// diagnosesPerSecond bounds the work spent naming the mistake behind refused
+// signatures (signature.Diagnose): past it, a 403 is logged without one.
+const diagnosesPerSecond = 20
+
+// diagnoseLimit allows diagnosesPerSecond diagnoses per wall-clock second.
+type diagnoseLimit struct {
+	mu     sync.Mutex
+	second int64
+	n      int
+}
+
+func (l *diagnoseLimit) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec := now.Unix(); sec != l.second {
+		l.second, l.n = sec, 0
+	}
+	l.n++
+	return l.n <= diagnosesPerSecond
 }
 
 // New returns the HTTP handler of the service.
@@ -141,7 +167,7 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			s.cfg.DoneFunc(o)
 		}
 		if o.Lookup != "" && s.cfg.Metrics != nil {
-			s.cfg.Metrics.observe(o, s.knownLookup(o.Lookup))
+			s.cfg.Metrics.observe(o)
 		}
 		return nil
 	}
@@ -266,9 +292,15 @@ func (s *server) lookup(c *echo.Context) error {
 	}
 	key, err := signature.Verify(keys, signedPath(r), body, ts, sig)
 	if err != nil {
-		return &deniedError{Reason: err.Error()}
+		reason := err.Error()
+		if errors.Is(err, signature.ErrMismatch) && s.diagnoses.allow(now) {
+			if d := signature.Diagnose(keys, signedPath(r), body, ts, sig); d != "" {
+				reason += "; " + d
+			}
+		}
+		return &deniedError{Reason: reason}
 	}
-	o.KeyID = key.ID
+	o.KeyID, o.Verified = key.ID, true
 
 	values, err := decodeFields(body, l.Wants)
 	if err != nil {
