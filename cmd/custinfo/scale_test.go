@@ -329,7 +329,7 @@ func TestPgBouncerTransactionPooling(t *testing.T) {
 }
 
 // haproxy starts HAProxy on a free port in front of servers, checking
-// their /readyz every 200 ms, and returns its address and a function that
+// their /readyz every 300 ms (two failed checks take one out), and returns its address and a function that
 // reports how many servers it has up. It never retries a request on
 // another server (deploy/haproxy/haproxy.cfg does): a request lost by an
 // instance that stops is a failed request here.
@@ -357,7 +357,8 @@ backend custinfo
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    default-server check inter 200ms fall 1 rise 2
+    timeout check 1s
+    default-server check inter 300ms fall 2 rise 2
 `, port, statsPort)
 	for i, s := range servers {
 		fmt.Fprintf(&b, "    server s%d %s\n", i+1, s)
@@ -391,7 +392,7 @@ backend custinfo
 func TestRollingRestartBehindHAProxy(t *testing.T) {
 	t.Parallel()
 	primary, db := scaleDB(t)
-	args := []string{"--database-url", primary.URL(db), "--drain-delay", "1500ms"}
+	args := []string{"--database-url", primary.URL(db), "--drain-delay", "2500ms"}
 	ports := []int{pgtest.FreePort(t), pgtest.FreePort(t), pgtest.FreePort(t)}
 	var servers []string
 	procs := make([]*serveProc, len(ports))

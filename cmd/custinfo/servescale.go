@@ -81,8 +81,8 @@ func openDatabases(ctx context.Context, f serveFlags, opt func(*pgxpool.Config),
 			d.listen.ConnectTimeout = 5 * time.Second
 		}
 	}
-	if f.maxReplicaLag <= 0 {
-		return nil, fmt.Errorf("--max-replica-lag %s: want a positive duration", f.maxReplicaLag)
+	if f.maxReplicaLag < 0 {
+		return nil, fmt.Errorf("--max-replica-lag %s: want a positive duration (0: the default, %s)", f.maxReplicaLag, replica.DefaultMaxLag)
 	}
 	for i, u := range f.replicaURLs.urls {
 		cfg, err := poolConfig(u, int32(f.maxConns), opt)
