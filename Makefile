@@ -12,6 +12,7 @@ ROWS          ?= 1000000
 DURATION      ?= 5s
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/custinfo_bench?sslmode=disable
 SOAK_DURATION ?= 60s
+COMPOSE_PROFILES_CHECKED ?= default scale
 export TEST_DATABASE_URL
 
 .PHONY: help build generate check test fuzz fuzz-seeds bench soak run compose-config clean tools
@@ -66,8 +67,9 @@ run: build ## migrate, load demo data and serve on ADDR against DATABASE_URL (lo
 	DATABASE_URL='$(DATABASE_URL)' $(BIN)/custinfo serve --addr '$(ADDR)' --log-format text
 
 compose-config: ## validate docker-compose.yml (needs a docker compose client, no engine)
-	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker compose config: ok"; \
-	elif command -v docker-compose >/dev/null 2>&1; then docker-compose config -q && echo "docker-compose config: ok"; \
+	@if docker compose version >/dev/null 2>&1; then dc="docker compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then dc=docker-compose; else dc=; fi; \
+	if [ -n "$$dc" ]; then for p in $(COMPOSE_PROFILES_CHECKED); do $$dc $$([ $$p = default ] || echo --profile $$p) config -q || exit 1; done; echo "$$dc config: ok ($(COMPOSE_PROFILES_CHECKED))"; \
 	else echo "no docker compose client; skipped"; fi
 
 clean: ## remove build output
