@@ -41,6 +41,9 @@ type serveFlags struct {
 	auditKey       string
 	auditRegion    string
 	accessLogQueue int
+	// accessLogPartitionDays: how many days ahead serve creates the access
+	// log's partitions (0: none).
+	accessLogPartitionDays int
 
 	pprofAddr        string
 	coalesce         bool
