@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,9 @@ const UnknownLookup = "_unknown"
 // seconds: from half a millisecond (a cached config and an indexed lookup) to
 // five seconds (past any helpdesk's patience).
 var DurationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
+// ReadyTimeout bounds the readiness check run at each scrape.
+const ReadyTimeout = time.Second
 
 // PoolStater is what the metrics read from the database pool; *pgxpool.Pool satisfies it.
 type PoolStater interface {
@@ -43,6 +47,12 @@ type Metrics struct {
 	AccessLogFailedWritesFunc func() uint64
 	// TLSCertNotAfterFunc returns the expiry of the served TLS certificate.
 	TLSCertNotAfterFunc func() time.Time
+	// ReadyFunc is the readiness check of /readyz, run at each scrape for
+	// custinfo_ready with a deadline of ReadyTimeout.
+	ReadyFunc func(ctx context.Context) error
+	// CoalescerStatsFunc returns the number of coalesced queries run and of
+	// the requests they answered (lookup.Coalescer.Stats).
+	CoalescerStatsFunc func() (queries, requests uint64)
 
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -223,6 +233,12 @@ var (
 		"Access-log batch writes that failed and are retried (the database unreachable or slow), with checks of a write left in doubt that found no answer; each retry counts.", nil, nil)
 	descCertNotAfter = prometheus.NewDesc("custinfo_tls_cert_not_after_timestamp_seconds",
 		"Expiry of the served TLS certificate, in seconds since the Unix epoch.", nil, nil)
+	descReady = prometheus.NewDesc("custinfo_ready",
+		"1 when the server can answer lookups (what /readyz checks: not shutting down, the database answers), else 0; checked at each scrape.", nil, nil)
+	descCoalescedQueries = prometheus.NewDesc("custinfo_coalesced_queries_total",
+		"Queries run for a coalesced batch of waiting lookup requests.", nil, nil)
+	descCoalescedRequests = prometheus.NewDesc("custinfo_coalesced_requests_total",
+		"Lookup requests answered by a coalesced query; divided by custinfo_coalesced_queries_total, the mean batch size.", nil, nil)
 
 	descAcquired = prometheus.NewDesc("custinfo_db_pool_acquired_conns",
 		"Database connections in use.", nil, nil)
@@ -248,6 +264,7 @@ var (
 func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descQueueDepth, descWritten, descDropped, descFailedWrites, descCertNotAfter,
+		descReady, descCoalescedQueries, descCoalescedRequests,
 		descAcquired, descIdle, descTotal, descConstructing, descMax,
 		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
 	} {
@@ -274,6 +291,20 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 		if t := f(); !t.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descCertNotAfter, prometheus.GaugeValue, float64(t.Unix()))
 		}
+	}
+	if f := m.ReadyFunc; f != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+		ready := 1.0
+		if f(ctx) != nil {
+			ready = 0
+		}
+		cancel()
+		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
+	}
+	if f := m.CoalescerStatsFunc; f != nil {
+		queries, requests := f()
+		ch <- prometheus.MustNewConstMetric(descCoalescedQueries, prometheus.CounterValue, float64(queries))
+		ch <- prometheus.MustNewConstMetric(descCoalescedRequests, prometheus.CounterValue, float64(requests))
 	}
 	if h.pool == nil {
 		return

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,6 +70,17 @@ func TestMetrics(t *testing.T) {
 	m.AccessLogFailedWritesFunc = func() uint64 { return 2 }
 	notAfter := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 	m.TLSCertNotAfterFunc = func() time.Time { return notAfter }
+	m.CoalescerStatsFunc = func() (uint64, uint64) { return 5, 17 }
+	var readyErr atomic.Pointer[error]
+	m.ReadyFunc = func(ctx context.Context) error {
+		if _, ok := ctx.Deadline(); !ok {
+			return fmt.Errorf("readiness check without a deadline")
+		}
+		if p := readyErr.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}
 	cfg := f.config()
 	cfg.Metrics = m
 	cfg.Extra = m.Routes(true)
@@ -117,6 +130,9 @@ func TestMetrics(t *testing.T) {
 		`custinfo_access_log_failed_writes_total`:                           "2",
 		`custinfo_tls_cert_not_after_timestamp_seconds`:                     strconv.FormatFloat(float64(notAfter.Unix()), 'g', -1, 64),
 		`custinfo_db_pool_max_conns`:                                        fmt.Sprint(f.pool.Stat().MaxConns()),
+		`custinfo_ready`:                                                    "1",
+		`custinfo_coalesced_queries_total`:                                  "5",
+		`custinfo_coalesced_requests_total`:                                 "17",
 	}
 	for series, v := range want {
 		got, ok := metricValue(lines, series)
@@ -152,6 +168,13 @@ func TestMetrics(t *testing.T) {
 	}
 	if len(lookups) != 2 {
 		t.Errorf("custinfo_requests_total lookup labels = %v, want open and _unknown", lookups)
+	}
+
+	// A failing readiness check turns custinfo_ready to 0 at the next scrape.
+	down := errors.New("database unreachable")
+	readyErr.Store(&down)
+	if got, ok := metricValue(scrape(t, base+"/metrics"), "custinfo_ready"); got != "0" {
+		t.Errorf("custinfo_ready with a failing readiness check = %q (present %v), want 0", got, ok)
 	}
 }
 
