@@ -285,7 +285,7 @@ func TestDashboardMetricsInScrape(t *testing.T) {
 	for _, series := range []string{
 		`custinfo_requests_total{code="ok",lookup="customer"} 1`,
 		`custinfo_requests_total{code="no_data",lookup="customer"} 1`,
-		`custinfo_requests_total{code="access_denied",lookup="customer"} 1`,
+		`custinfo_requests_total{code="access_denied",lookup="_unknown"} 1`,
 		`custinfo_ready 1`,
 	} {
 		if !strings.Contains(scrape, series+"\n") {

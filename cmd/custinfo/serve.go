@@ -148,7 +148,6 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		ReadyFunc:       ops.ready(pool),
 		IPExtractor:     httpapi.ClientIPExtractor(ops.trusted),
 		Metrics:         metrics,
-		Extra:           metrics.Routes(f.metricsAddr == ""),
 		TimestampWindow: f.timestampWindow,
 		MaxBody:         f.maxBody,
 		QueryTimeout:    f.queryTimeout,

@@ -83,8 +83,8 @@ func TestMetrics(t *testing.T) {
 	}
 	cfg := f.config()
 	cfg.Metrics = m
-	cfg.Extra = m.Routes(true)
 	base := opsListen(t, httpapi.New(cfg), "tcp4")
+	opsBase := opsListen(t, httpapi.NewOpsHandler(cfg, m), "tcp4")
 
 	for range 2 {
 		if status, _, body := opsDo(t, opsRequest(t, base, "open", opsKey, opsBody)); status != 200 {
@@ -96,6 +96,22 @@ func TestMetrics(t *testing.T) {
 	}
 	if status, _, _ := opsDo(t, opsRequest(t, base, "open", opsKey, `{"nation":"82"}`)); status != 400 {
 		t.Fatalf("missing callNum: status %d, want 400", status)
+	}
+	// Unsigned requests for a lookup that exists and for one that does not:
+	// the metrics must not tell them apart.
+	for _, name := range []string{"open", "zz1"} {
+		req := opsRequest(t, base, name, opsKey, opsBody)
+		req.Header.Del("Authorization")
+		if status, _, _ := opsDo(t, req); status != 403 {
+			t.Fatalf("unsigned %s: status %d, want 403", name, status)
+		}
+	}
+	// A stale timestamp for a lookup that exists is refused before any key
+	// is tried: no name either.
+	stale := opsRequest(t, base, "open", opsKey, opsBody)
+	stale.Header.Set("X-TC-Timestamp", "1")
+	if status, _, _ := opsDo(t, stale); status != 400 {
+		t.Fatalf("stale timestamp: status %d, want 400", status)
 	}
 	// A scanner trying names: every one is counted under one label value.
 	for i := range 20 {
@@ -112,27 +128,37 @@ func TestMetrics(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// The helpdesk-facing handler does not serve the metrics.
+	if resp, err := opsClient.Get(base + "/metrics"); err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET /metrics on the lookup handler: status %d, want 404", resp.StatusCode)
+		}
+	}
 
-	lines := scrape(t, base+"/metrics")
+	lines := scrape(t, opsBase+"/metrics")
 	want := map[string]string{
-		`custinfo_requests_total{code="ok",lookup="open"}`:                  "2",
-		`custinfo_requests_total{code="access_denied",lookup="open"}`:       "1",
-		`custinfo_requests_total{code="missing_field",lookup="open"}`:       "1",
-		`custinfo_requests_total{code="access_denied",lookup="_unknown"}`:   "20",
-		`custinfo_request_duration_seconds_count{lookup="open"}`:            "4",
-		`custinfo_request_duration_seconds_count{lookup="_unknown"}`:        "20",
-		`custinfo_request_duration_seconds_bucket{lookup="open",le="+Inf"}`: "4",
-		`custinfo_config_reloads_total{result="ok"}`:                        "1",
-		`custinfo_config_reloads_total{result="error"}`:                     "1",
-		`custinfo_access_log_queue_depth`:                                   "7",
-		`custinfo_access_log_written_total`:                                 "1234",
-		`custinfo_access_log_dropped_total`:                                 "3",
-		`custinfo_access_log_failed_writes_total`:                           "2",
-		`custinfo_tls_cert_not_after_timestamp_seconds`:                     strconv.FormatFloat(float64(notAfter.Unix()), 'g', -1, 64),
-		`custinfo_db_pool_max_conns`:                                        fmt.Sprint(f.pool.Stat().MaxConns()),
-		`custinfo_ready`:                                                    "1",
-		`custinfo_coalesced_queries_total`:                                  "5",
-		`custinfo_coalesced_requests_total`:                                 "17",
+		// Only requests whose signature verified name their lookup.
+		`custinfo_requests_total{code="ok",lookup="open"}`:                    "2",
+		`custinfo_requests_total{code="missing_field",lookup="open"}`:         "1",
+		`custinfo_requests_total{code="access_denied",lookup="_unknown"}`:     "23",
+		`custinfo_requests_total{code="invalid_timestamp",lookup="_unknown"}`: "1",
+		`custinfo_request_duration_seconds_count{lookup="open"}`:              "3",
+		`custinfo_request_duration_seconds_count{lookup="_unknown"}`:          "24",
+		`custinfo_request_duration_seconds_bucket{lookup="open",le="+Inf"}`:   "3",
+		`custinfo_config_reloads_total{result="ok"}`:                          "1",
+		`custinfo_config_reloads_total{result="error"}`:                       "1",
+		`custinfo_access_log_queue_depth`:                                     "7",
+		`custinfo_access_log_written_total`:                                   "1234",
+		`custinfo_access_log_dropped_total`:                                   "3",
+		`custinfo_access_log_failed_writes_total`:                             "2",
+		`custinfo_tls_cert_not_after_timestamp_seconds`:                       strconv.FormatFloat(float64(notAfter.Unix()), 'g', -1, 64),
+		`custinfo_db_pool_max_conns`:                                          fmt.Sprint(f.pool.Stat().MaxConns()),
+		`custinfo_ready`:                                                      "1",
+		`custinfo_coalesced_queries_total`:                                    "5",
+		`custinfo_coalesced_requests_total`:                                   "17",
 	}
 	for series, v := range want {
 		got, ok := metricValue(lines, series)
@@ -157,8 +183,11 @@ func TestMetrics(t *testing.T) {
 	}
 	lookups := map[string]bool{}
 	for _, l := range lines {
-		if strings.Contains(l, "scan") {
+		if strings.Contains(l, "scan") || strings.Contains(l, "zz1") {
 			t.Errorf("/metrics names a lookup that does not exist: %s", l)
+		}
+		if strings.Contains(l, `lookup="open"`) && (strings.Contains(l, "access_denied") || strings.Contains(l, "invalid_timestamp")) {
+			t.Errorf("/metrics names the lookup of a request whose signature did not verify: %s", l)
 		}
 		if name, ok := strings.CutPrefix(l, "custinfo_requests_total{"); ok {
 			_, after, _ := strings.Cut(name, `lookup="`)
@@ -173,7 +202,7 @@ func TestMetrics(t *testing.T) {
 	// A failing readiness check turns custinfo_ready to 0 at the next scrape.
 	down := errors.New("database unreachable")
 	readyErr.Store(&down)
-	if got, ok := metricValue(scrape(t, base+"/metrics"), "custinfo_ready"); got != "0" {
+	if got, ok := metricValue(scrape(t, opsBase+"/metrics"), "custinfo_ready"); got != "0" {
 		t.Errorf("custinfo_ready with a failing readiness check = %q (present %v), want 0", got, ok)
 	}
 }
