@@ -6,9 +6,10 @@ import (
 	"github.com/custinfo/custinfo/internal/lookup"
 )
 
-// WatchCoalescer adds the coalescer's counters to the metrics; counters is
-// read when /metrics is scraped (pass (*lookup.Coalescer).Counters). Call it
-// once, before the server starts.
+// WatchCoalescer adds the coalescer's stall, abandonment and queue
+// counters to the metrics (its queries and requests are
+// CoalescerStatsFunc's); counters is read when /metrics is scraped (pass
+// (*lookup.Coalescer).Counters). Call it once, before the server starts.
 func (m *Metrics) WatchCoalescer(counters func() lookup.CoalescerCounters) {
 	m.reg.MustRegister(coalescerCollector(counters))
 }
@@ -17,10 +18,6 @@ func (m *Metrics) WatchCoalescer(counters func() lookup.CoalescerCounters) {
 type coalescerCollector func() lookup.CoalescerCounters
 
 var (
-	descCoalesceBatches = prometheus.NewDesc("custinfo_coalesce_batches_total",
-		"Coalesced queries run: one query answering several waiting requests of a lookup.", nil, nil)
-	descCoalesceBatched = prometheus.NewDesc("custinfo_coalesce_batched_requests_total",
-		"Requests answered by coalesced queries.", nil, nil)
 	descCoalesceStalls = prometheus.NewDesc("custinfo_coalesce_stalls_bypassed_total",
 		"Queries that ran past the stall limit (a multiple of their lookup's recent latency) and stopped holding later requests back.", nil, nil)
 	descCoalesceAbandoned = prometheus.NewDesc("custinfo_coalesce_batches_abandoned_total",
@@ -32,7 +29,7 @@ var (
 // Describe sends every metric the collector reports.
 func (f coalescerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descCoalesceBatches, descCoalesceBatched, descCoalesceStalls, descCoalesceAbandoned, descCoalesceRejected,
+		descCoalesceStalls, descCoalesceAbandoned, descCoalesceRejected,
 	} {
 		ch <- d
 	}
@@ -45,8 +42,6 @@ func (f coalescerCollector) Collect(ch chan<- prometheus.Metric) {
 		d *prometheus.Desc
 		v uint64
 	}{
-		{descCoalesceBatches, c.Batches},
-		{descCoalesceBatched, c.Batched},
 		{descCoalesceStalls, c.Stalls},
 		{descCoalesceAbandoned, c.Abandoned},
 		{descCoalesceRejected, c.Rejected},
