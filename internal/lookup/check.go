@@ -40,11 +40,11 @@ func (l *Lookup) sampleArgs(pi int) (Prepared, error) {
 	probe := "SELECT 1 FROM " + l.source + l.where(mask)
 	args := []any{values[p.Field]}
 	if p.Match == MatchPhone {
-		sp, err := l.spellings(&p, values[p.Field], map[string]string{p.RegionField: "KR"})
+		keys, err := l.phoneKeys(&p, values[p.Field], map[string]string{p.RegionField: "KR"})
 		if err != nil {
 			return Prepared{}, err
 		}
-		args = []any{sp}
+		args = []any{keys}
 	}
 	return Prepared{SQL: probe, Args: args}, nil
 }
@@ -71,8 +71,11 @@ func (l *Lookup) IndexWarnings(ctx context.Context, pool *pgxpool.Pool) ([]strin
 			continue
 		}
 		hint := fmt.Sprintf("CREATE INDEX ON %s (%s)", l.source, p.column)
-		if p.Match == MatchCI && !p.citext {
+		switch {
+		case p.Match == MatchCI && !p.citext:
 			hint = fmt.Sprintf("CREATE INDEX ON %s (lower(%s))", l.source, p.column)
+		case p.Match == MatchPhone:
+			hint = fmt.Sprintf("CREATE INDEX CONCURRENTLY ON %s (custinfo.phone_key(%s))", l.source, p.column)
 		}
 		out = append(out, fmt.Sprintf("param %q (%s on %s): no index serves this match; the query scans %s in full. For a table: %s",
 			p.Field, p.Match, p.column, strings.Join(scans, ", "), hint))
