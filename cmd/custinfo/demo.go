@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS demo.customers (
     email       text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS customers_phone_key_idx ON demo.customers (custinfo.phone_key(phone));
+CREATE INDEX IF NOT EXISTS customers_phone_idx ON demo.customers (phone);
 CREATE INDEX IF NOT EXISTS customers_email_lower_idx ON demo.customers (lower(email));
 CREATE TABLE IF NOT EXISTS demo.accounts (
     customer_id bigint PRIMARY KEY REFERENCES demo.customers (id),

@@ -59,6 +59,9 @@ func (l *Lookup) IndexWarnings(ctx context.Context, pool *pgxpool.Pool) ([]strin
 	var out []string
 	for _, pi := range l.matched {
 		p := l.params[pi]
+		if p.Match == MatchPhone {
+			continue // PhoneKeyIndexLines: the index is on custinfo.phone_key(column)
+		}
 		prep, err := l.sampleArgs(pi)
 		if err != nil {
 			return nil, fmt.Errorf("plan param %q: %w", p.Field, err)
@@ -71,11 +74,8 @@ func (l *Lookup) IndexWarnings(ctx context.Context, pool *pgxpool.Pool) ([]strin
 			continue
 		}
 		hint := fmt.Sprintf("CREATE INDEX ON %s (%s)", l.source, p.column)
-		switch {
-		case p.Match == MatchCI && !p.citext:
+		if p.Match == MatchCI && !p.citext {
 			hint = fmt.Sprintf("CREATE INDEX ON %s (lower(%s))", l.source, p.column)
-		case p.Match == MatchPhone:
-			hint = fmt.Sprintf("CREATE INDEX CONCURRENTLY ON %s (custinfo.phone_key(%s))", l.source, p.column)
 		}
 		out = append(out, fmt.Sprintf("param %q (%s on %s): no index serves this match; the query scans %s in full. For a table: %s",
 			p.Field, p.Match, p.column, strings.Join(scans, ", "), hint))
@@ -108,11 +108,16 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 	var walk func(n planNode)
 	walk = func(n planNode) {
 		// A sequential scan, or an index scan with no condition (the whole
-		// index read for its order), reads every row.
+		// index read for its order, or as a bitmap when sequential scans
+		// are discouraged), reads every row.
 		full := n.NodeType == "Seq Scan" ||
-			(n.NodeType == "Index Scan" || n.NodeType == "Index Only Scan") && n.IndexCond == ""
+			(n.NodeType == "Index Scan" || n.NodeType == "Index Only Scan" || n.NodeType == "Bitmap Index Scan") && n.IndexCond == ""
 		if full {
-			scans = append(scans, n.RelationName)
+			name := n.RelationName
+			if name == "" {
+				name = n.IndexName // a Bitmap Index Scan names only its index
+			}
+			scans = append(scans, name)
 		}
 		for _, c := range n.Plans {
 			walk(c)
@@ -127,6 +132,7 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 type planNode struct {
 	NodeType     string     `json:"Node Type"`
 	RelationName string     `json:"Relation Name"`
+	IndexName    string     `json:"Index Name"`
 	IndexCond    string     `json:"Index Cond"`
 	Plans        []planNode `json:"Plans"`
 }
