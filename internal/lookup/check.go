@@ -105,11 +105,16 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 	var walk func(n planNode)
 	walk = func(n planNode) {
 		// A sequential scan, or an index scan with no condition (the whole
-		// index read for its order), reads every row.
+		// index read for its order, or for a bitmap the filter then
+		// narrows), reads every row.
 		full := n.NodeType == "Seq Scan" ||
-			(n.NodeType == "Index Scan" || n.NodeType == "Index Only Scan") && n.IndexCond == ""
+			(n.NodeType == "Index Scan" || n.NodeType == "Index Only Scan" || n.NodeType == "Bitmap Index Scan") && n.IndexCond == ""
 		if full {
-			scans = append(scans, n.RelationName)
+			name := n.RelationName
+			if name == "" { // a bitmap index scan names only its index
+				name = "the whole index " + n.IndexName
+			}
+			scans = append(scans, name)
 		}
 		for _, c := range n.Plans {
 			walk(c)
@@ -124,6 +129,7 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 type planNode struct {
 	NodeType     string     `json:"Node Type"`
 	RelationName string     `json:"Relation Name"`
+	IndexName    string     `json:"Index Name"`
 	IndexCond    string     `json:"Index Cond"`
 	Plans        []planNode `json:"Plans"`
 }
