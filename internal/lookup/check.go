@@ -105,14 +105,14 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 	var walk func(n planNode)
 	walk = func(n planNode) {
 		// A sequential scan, or an index scan with no condition (the whole
-		// index read for its order, or for a bitmap the filter then
-		// narrows), reads every row.
+		// index read for its order, or as a bitmap when sequential scans
+		// are discouraged), reads every row.
 		full := n.NodeType == "Seq Scan" ||
 			(n.NodeType == "Index Scan" || n.NodeType == "Index Only Scan" || n.NodeType == "Bitmap Index Scan") && n.IndexCond == ""
 		if full {
 			name := n.RelationName
-			if name == "" { // a bitmap index scan names only its index
-				name = "the whole index " + n.IndexName
+			if name == "" {
+				name = n.IndexName // a Bitmap Index Scan names only its index
 			}
 			scans = append(scans, name)
 		}
