@@ -337,3 +337,45 @@ func TestServeFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestServeWarnsAboutPublishedAndWeakKeys(t *testing.T) {
+	t.Parallel()
+	u := opsSeed(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The published demo key, and a weak key stored before keys had to be strong.
+	_, err = conn.Exec(ctx, `
+INSERT INTO custinfo.api_keys (secret, label) VALUES ('`+publishedDemoKey+`', 'demo');
+ALTER TABLE custinfo.api_keys DISABLE TRIGGER api_keys_check;
+INSERT INTO custinfo.api_keys (secret, label) VALUES ('weak42', 'old');
+INSERT INTO custinfo.api_keys (secret, label, revoked_at) VALUES ('revoked-weak', 'gone', now());
+ALTER TABLE custinfo.api_keys ENABLE TRIGGER api_keys_check;`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := opsStart(t, serveFlags{databaseURL: u})
+	if err := s.stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	logs := s.logs.String()
+	for _, want := range []string{
+		`"msg":"an active key is the published demo key`, `"fingerprint":"` + fingerprint(publishedDemoKey) + `"`,
+		`"msg":"an active key is weaker than custinfo now accepts`, `"fingerprint":"` + fingerprint("weak42") + `"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("serve's log has no %s:\n%s", want, logs)
+		}
+	}
+	for _, secret := range []string{publishedDemoKey, "weak42", opsKey} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("serve's log shows the key %q", secret)
+		}
+	}
+	if strings.Contains(logs, fingerprint("revoked-weak")) || strings.Contains(logs, fingerprint(opsKey)) {
+		t.Errorf("serve warns about a revoked or a good key:\n%s", logs)
+	}
+}

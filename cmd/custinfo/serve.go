@@ -13,6 +13,7 @@ import (
 
 	"github.com/custinfo/custinfo/internal/httpapi"
 	"github.com/custinfo/custinfo/internal/reload"
+	"github.com/custinfo/custinfo/internal/store"
 )
 
 type serveFlags struct {
@@ -109,6 +110,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	holder := reload.New(reload.Config{Logger: logger, Pool: pool, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload})
 	if err := holder.Load(ctx); err != nil {
 		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
+	}
+	if err := warnKeys(ctx, store.New(pool), logger); err != nil {
+		return fmt.Errorf("check keys: %w", err)
 	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	reloadDone := make(chan struct{})
