@@ -45,27 +45,54 @@ type Metrics struct {
 	AccessLogFailedWritesFunc func() uint64
 	// TLSCertNotAfterFunc returns the expiry of the served TLS certificate.
 	TLSCertNotAfterFunc func() time.Time
+	// ReplicasFunc returns the state of the read replicas.
+	ReplicasFunc func() []ReplicaState
+
+	pools []namedPool // set before the server starts
 
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	reloadOK prometheus.Counter
 	reloadNo prometheus.Counter
+	// ambiguous counts answers chosen among several matching rows.
+	ambiguous *prometheus.CounterVec
 
 	mu      sync.Mutex // serialises additions to lookups
 	lookups atomic.Pointer[map[string]*lookupMetrics]
 }
 
+// ReplicaState is a read replica as the metrics report it.
+type ReplicaState struct {
+	// Name is the replica's host:port.
+	Name   string
+	Usable bool
+	// Lag is the replica's lag in seconds (+Inf when unknown).
+	Lag float64
+}
+
+type namedPool struct {
+	name string
+	pool PoolStater
+}
+
+// AddPool reports pool as custinfo_db_pool_*{pool=name}. Call it before the
+// server starts.
+func (m *Metrics) AddPool(name string, pool PoolStater) {
+	m.pools = append(m.pools, namedPool{name, pool})
+}
+
 // lookupMetrics caches the series of one lookup label, so counting a request
 // costs two map reads and no label hashing.
 type lookupMetrics struct {
-	name     string
-	duration prometheus.Observer
-	codes    atomic.Pointer[map[string]prometheus.Counter]
+	name      string
+	duration  prometheus.Observer
+	ambiguous prometheus.Counter
+	codes     atomic.Pointer[map[string]prometheus.Counter]
 }
 
 // NewMetrics returns metrics in a new registry. pool, when not nil, is
-// reported as custinfo_db_pool_*.
+// reported as custinfo_db_pool_*{pool="primary"}.
 func NewMetrics(pool PoolStater) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
@@ -78,6 +105,10 @@ func NewMetrics(pool PoolStater) *Metrics {
 			Help:    "Time from receiving a lookup request to its answer, by lookup.",
 			Buckets: DurationBuckets,
 		}, []string{"lookup"}),
+		ambiguous: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "custinfo_lookup_ambiguous_total",
+			Help: "Lookup answers chosen among several matching rows (a number shared by a family or a switchboard), by lookup; the access log's matches column says which requests.",
+		}, []string{"lookup"}),
 	}
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custinfo_config_reloads_total",
@@ -87,8 +118,11 @@ func NewMetrics(pool PoolStater) *Metrics {
 	m.reloadNo = reloads.WithLabelValues("error")
 	empty := map[string]*lookupMetrics{}
 	m.lookups.Store(&empty)
-	m.reg.MustRegister(m.requests, m.duration, reloads,
-		&hookCollector{m: m, pool: pool},
+	if pool != nil {
+		m.AddPool("primary", pool)
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.ambiguous, reloads,
+		&hookCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -116,8 +150,9 @@ func (m *Metrics) ObserveReload(err error) {
 	m.reloadOK.Inc()
 }
 
-// observe counts one lookup request: under its lookup's name when its
-// signature verified, else under UnknownLookup.
+// observe counts one lookup request, and, when several rows matched, one
+// ambiguous answer: under its lookup's name when its signature verified,
+// else under UnknownLookup.
 func (m *Metrics) observe(o *Outcome) {
 	name := UnknownLookup
 	if o.Verified {
@@ -128,6 +163,9 @@ func (m *Metrics) observe(o *Outcome) {
 		lm = m.addLookup(name)
 	}
 	lm.duration.Observe(o.Latency.Seconds())
+	if o.Matches > 1 {
+		lm.ambiguous.Inc()
+	}
 	c := (*lm.codes.Load())[o.Code]
 	if c == nil {
 		c = m.addCode(lm, o.Code)
@@ -143,7 +181,7 @@ func (m *Metrics) addLookup(name string) *lookupMetrics {
 	if lm := old[name]; lm != nil {
 		return lm
 	}
-	lm := &lookupMetrics{name: name, duration: m.duration.WithLabelValues(name)}
+	lm := &lookupMetrics{name: name, duration: m.duration.WithLabelValues(name), ambiguous: m.ambiguous.WithLabelValues(name)}
 	codes := map[string]prometheus.Counter{}
 	lm.codes.Store(&codes)
 	next := make(map[string]*lookupMetrics, len(old)+1)
@@ -192,11 +230,13 @@ func NewOpsHandler(cfg Config, m *Metrics) http.Handler {
 // hookCollector reports the pool's statistics and the values of the
 // Metrics' Func fields when scraped.
 type hookCollector struct {
-	m    *Metrics
-	pool PoolStater
+	m *Metrics
 }
 
 var (
+	poolLabel    = []string{"pool"}
+	replicaLabel = []string{"replica"}
+
 	descQueueDepth = prometheus.NewDesc("custinfo_access_log_queue_depth",
 		"Access-log rows queued in memory, waiting to be written.", nil, nil)
 	descWritten = prometheus.NewDesc("custinfo_access_log_written_total",
@@ -209,23 +249,27 @@ var (
 		"Expiry of the served TLS certificate, in seconds since the Unix epoch.", nil, nil)
 
 	descAcquired = prometheus.NewDesc("custinfo_db_pool_acquired_conns",
-		"Database connections in use.", nil, nil)
+		"Database connections in use.", poolLabel, nil)
 	descIdle = prometheus.NewDesc("custinfo_db_pool_idle_conns",
-		"Idle database connections.", nil, nil)
+		"Idle database connections.", poolLabel, nil)
 	descTotal = prometheus.NewDesc("custinfo_db_pool_total_conns",
-		"Database connections open or being opened.", nil, nil)
+		"Database connections open or being opened.", poolLabel, nil)
 	descConstructing = prometheus.NewDesc("custinfo_db_pool_constructing_conns",
-		"Database connections being opened.", nil, nil)
+		"Database connections being opened.", poolLabel, nil)
 	descMax = prometheus.NewDesc("custinfo_db_pool_max_conns",
-		"Largest number of database connections the pool opens.", nil, nil)
+		"Largest number of database connections the pool opens.", poolLabel, nil)
 	descAcquires = prometheus.NewDesc("custinfo_db_pool_acquires_total",
-		"Connections acquired from the pool.", nil, nil)
+		"Connections acquired from the pool.", poolLabel, nil)
 	descAcquireSeconds = prometheus.NewDesc("custinfo_db_pool_acquire_duration_seconds_total",
-		"Time spent acquiring connections from the pool.", nil, nil)
+		"Time spent acquiring connections from the pool.", poolLabel, nil)
 	descEmptyAcquires = prometheus.NewDesc("custinfo_db_pool_empty_acquires_total",
-		"Acquires that found no idle connection and waited for one to open or free up.", nil, nil)
+		"Acquires that found no idle connection and waited for one to open or free up.", poolLabel, nil)
 	descCanceledAcquires = prometheus.NewDesc("custinfo_db_pool_canceled_acquires_total",
-		"Acquires given up because their context ended.", nil, nil)
+		"Acquires given up because their context ended.", poolLabel, nil)
+	descReplicaLag = prometheus.NewDesc("custinfo_replica_lag_seconds",
+		"Upper bound of the age of the oldest commit a read replica has not replayed (0: caught up with the primary's WAL position).", replicaLabel, nil)
+	descReplicaUsable = prometheus.NewDesc("custinfo_replica_usable",
+		"1 when lookups go to the read replica, 0 when it is skipped (down, refusing, or lagging over --max-replica-lag).", replicaLabel, nil)
 )
 
 // Describe sends every metric the collector may report.
@@ -234,6 +278,7 @@ func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
 		descQueueDepth, descWritten, descDropped, descFailedWrites, descCertNotAfter,
 		descAcquired, descIdle, descTotal, descConstructing, descMax,
 		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
+		descReplicaLag, descReplicaUsable,
 	} {
 		ch <- d
 	}
@@ -259,15 +304,27 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descCertNotAfter, prometheus.GaugeValue, float64(t.Unix()))
 		}
 	}
-	if h.pool == nil {
-		return
+	if f := m.ReplicasFunc; f != nil {
+		for _, r := range f() {
+			usable := 0.0
+			if r.Usable {
+				usable = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descReplicaLag, prometheus.GaugeValue, r.Lag, r.Name)
+			ch <- prometheus.MustNewConstMetric(descReplicaUsable, prometheus.GaugeValue, usable, r.Name)
+		}
 	}
-	st := h.pool.Stat()
+	for _, p := range m.pools {
+		collectPool(ch, p.name, p.pool.Stat())
+	}
+}
+
+func collectPool(ch chan<- prometheus.Metric, name string, st *pgxpool.Stat) {
 	gauge := func(d *prometheus.Desc, v int32) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), name)
 	}
 	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, name)
 	}
 	gauge(descAcquired, st.AcquiredConns())
 	gauge(descIdle, st.IdleConns())
