@@ -255,7 +255,7 @@ func TestCLIKeysAddRefusesWeakKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(context.Background(), `INSERT INTO custinfo.lookups (name, source) VALUES ('names', 'pg_class')`); err != nil {
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE people (id int PRIMARY KEY, name text); INSERT INTO custinfo.lookups (name, source) VALUES ('names', 'people')`); err != nil {
 		t.Fatal(err)
 	}
 	for _, weak := range []string{"abc123", "0123456789abcde", "aaaaaaaaaaaaaaaaaaaaaaaa", "가나다라마바사아자차카타파하가"} {

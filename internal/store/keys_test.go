@@ -20,7 +20,7 @@ func TestKeyRulesInSQL(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.New(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.lookups (name, source) VALUES ('names', 'pg_class')`); err != nil {
+	if _, err := pool.Exec(ctx, `CREATE TABLE people (id int PRIMARY KEY, name text); INSERT INTO custinfo.lookups (name, source) VALUES ('names', 'people')`); err != nil {
 		t.Fatal(err)
 	}
 	const strong = "strong-key-0123456789abcdef"
