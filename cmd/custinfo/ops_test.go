@@ -325,6 +325,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{"cert without key", []string{"--tls-cert", "cert.pem"}, "--tls-cert and --tls-key go together"},
 		{"missing cert file", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, "load TLS certificate"},
 		{"min over max", []string{"--pool-min-conns", "9", "--pool-max-conns", "3"}, "--pool-min-conns 9"},
+		{"unknown replay mode", []string{"--replay", "off"}, "--replay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,6 +32,7 @@ type serveFlags struct {
 	trustedProxies    string
 	tlsCert, tlsKey   string
 	metricsAddr       string
+	replay            string
 	readHeaderTimeout time.Duration
 	readTimeout       time.Duration
 	writeTimeout      time.Duration
@@ -176,6 +177,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		QueryTimeout:    f.queryTimeout,
 		DoneFunc:        alog.add,
 		Coalescer:       coalescer,
+		Replay:          ops.replay,
 	})
 	srv := &http.Server{
 		Handler:           handler,

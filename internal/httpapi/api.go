@@ -59,6 +59,12 @@ type Config struct {
 	// Coalescer, when set, runs the lookups, answering requests for the same
 	// lookup that wait while its queries run with one query.
 	Coalescer *lookup.Coalescer
+	// Replay says which reuses of a verified signature within the timestamp
+	// window are refused: by default its use on another lookup.
+	Replay ReplayMode
+	// ReplayCapacity bounds the signatures remembered for that; 0 means
+	// DefaultReplayCapacity.
+	ReplayCapacity int
 }
 
 // Outcome describes one answered lookup request.
@@ -86,6 +92,7 @@ type Outcome struct {
 type server struct {
 	cfg       Config
 	diagnoses diagnoseLimit
+	replay    *replayGuard
 }
 
 // diagnosesPerSecond bounds the work spent naming the mistake behind refused
@@ -126,7 +133,10 @@ func New(cfg Config) http.Handler {
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = DefaultQueryTimeout
 	}
-	s := &server{cfg: cfg}
+	s := &server{cfg: cfg, replay: newReplayGuard(cfg.Replay, cfg.TimestampWindow, cfg.ReplayCapacity)}
+	if cfg.Metrics != nil {
+		cfg.Metrics.replay.Store(s.replay)
+	}
 	e := echo.NewWithConfig(echo.Config{
 		Logger:           cfg.Logger,
 		IPExtractor:      cfg.IPExtractor,
@@ -262,7 +272,8 @@ func (s *server) lookup(c *echo.Context) error {
 	if len(tsValues) == 1 {
 		ts = tsValues[0]
 	}
-	if _, err := signature.ParseTimestamp(ts, now, s.cfg.TimestampWindow); err != nil {
+	stamped, err := signature.ParseTimestamp(ts, now, s.cfg.TimestampWindow)
+	if err != nil {
 		return err
 	}
 
@@ -303,7 +314,11 @@ func (s *server) lookup(c *echo.Context) error {
 		}
 		return &deniedError{Reason: reason}
 	}
-	o.KeyID, o.Verified = key.ID, true
+	o.KeyID = key.ID
+	if err := s.replay.check(sig, l.Name, stamped, now); err != nil {
+		return &deniedError{Reason: err.Error()}
+	}
+	o.Verified = true
 
 	values, err := decodeFields(body, l.Wants)
 	if err != nil {
