@@ -163,6 +163,10 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
 	metrics.AccessLogFailedWritesFunc = alog.FailedBatches
+	metrics.ReadyFunc = ops.ready(pool)
+	if coalescer != nil {
+		metrics.CoalescerStatsFunc = coalescer.Stats
+	}
 
 	handler := httpapi.New(httpapi.Config{
 		Logger:          logger,
