@@ -166,6 +166,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.ReadyFunc = ops.ready(pool)
 	if coalescer != nil {
 		metrics.CoalescerStatsFunc = coalescer.Stats
+		metrics.WatchCoalescer(coalescer.Counters)
 	}
 
 	handler := httpapi.New(httpapi.Config{
