@@ -21,6 +21,7 @@ import (
 type server struct {
 	cmd     *exec.Cmd
 	base    string // http://127.0.0.1:port
+	ops     string // http://127.0.0.1:port of --metrics-addr
 	logPath string
 	exited  chan struct{} // closed when the process has exited
 	waitErr error         // valid after exited
@@ -34,11 +35,15 @@ func startServer(ctx context.Context, binary, dbURL string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	opsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	logFile, err := os.CreateTemp("", "custinfo-soak-server-*.log")
 	if err != nil {
 		return nil, fmt.Errorf("server log file: %w", err)
 	}
-	cmd := exec.Command(binary, "serve", "--addr", addr, "--log-format", "json")
+	cmd := exec.Command(binary, "serve", "--addr", addr, "--metrics-addr", opsAddr, "--log-format", "json")
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+dbURL,
 		"CUSTINFO_AUDIT_KEY=custinfo-soak-audit-key-5e0b7c1d",
@@ -52,6 +57,7 @@ func startServer(ctx context.Context, binary, dbURL string) (*server, error) {
 	s := &server{
 		cmd:     cmd,
 		base:    "http://" + addr,
+		ops:     "http://" + opsAddr,
 		logPath: logFile.Name(),
 		exited:  make(chan struct{}),
 		client:  &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
@@ -64,7 +70,7 @@ func startServer(ctx context.Context, binary, dbURL string) (*server, error) {
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code, _, err := s.get(ctx, "/readyz"); err == nil && code == http.StatusOK {
+		if code, _, err := s.get(ctx, s.base+"/readyz"); err == nil && code == http.StatusOK {
 			return s, nil
 		}
 		select {
@@ -95,8 +101,8 @@ func freeAddr() (string, error) {
 	return addr, nil
 }
 
-func (s *server) get(ctx context.Context, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+func (s *server) get(ctx context.Context, url string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -121,7 +127,7 @@ type usage struct {
 // process_resident_memory_bytes), falling back to /proc for RSS.
 func (s *server) usage(ctx context.Context) usage {
 	u := usage{rssBytes: -1, goroutines: -1}
-	if code, body, err := s.get(ctx, "/metrics"); err == nil && code == http.StatusOK {
+	if code, body, err := s.get(ctx, s.ops+"/metrics"); err == nil && code == http.StatusOK {
 		m := parseMetrics(body)
 		if v, ok := m["go_goroutines"]; ok {
 			u.goroutines = v

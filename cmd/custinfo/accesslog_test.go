@@ -143,7 +143,10 @@ func TestAccessLogAfterShutdownUnderLoad(t *testing.T) {
 		auditKey:        alAuditKey,
 		auditRegion:     "KR",
 		accessLogQueue:  10000,
+		metricsAddr:     "127.0.0.1:0",
 	}
+	metricsCh := make(chan string, 1)
+	f.metricsReady = func(addr string) { metricsCh <- addr }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addrCh := make(chan string, 1)
@@ -217,7 +220,7 @@ func TestAccessLogAfterShutdownUnderLoad(t *testing.T) {
 			WHERE state = 'active' AND query LIKE '%slow_people%' AND pid <> pg_backend_pid())`).Scan(&running)
 		return err == nil && running
 	})
-	resp, err := http.Get(base + "/metrics")
+	resp, err := http.Get("http://" + <-metricsCh + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}

@@ -300,15 +300,17 @@ func TestMetricsAddr(t *testing.T) {
 	}
 }
 
-func TestMetricsOnMainListener(t *testing.T) {
+func TestNoMetricsOnMainListener(t *testing.T) {
 	t.Parallel()
 	s := opsStart(t, serveFlags{databaseURL: opsSeed(t)})
 	if status, _ := opsDo(t, opsClient, opsLookup(t, s.base, "nosuch", opsKey, `{"callNum":"`+opsPhone+`"}`, "")); status != 403 {
 		t.Fatalf("unknown lookup: status %d, want 403", status)
 	}
-	status, body := opsGet(t, opsClient, s.base+"/metrics")
-	if status != 200 || !strings.Contains(body, `custinfo_requests_total{code="access_denied",lookup="_unknown"} 1`) {
-		t.Errorf("GET /metrics = %d:\n%.3000s", status, body)
+	if status, body := opsGet(t, opsClient, s.base+"/metrics"); status != 404 || strings.Contains(body, "custinfo_") {
+		t.Errorf("GET /metrics on --addr without --metrics-addr = %d, want 404:\n%.3000s", status, body)
+	}
+	if !strings.Contains(s.logs.String(), "no --metrics-addr") {
+		t.Errorf("the log does not say that /metrics is not served:\n%s", s.logs)
 	}
 }
 

@@ -177,7 +177,8 @@ func TestReadReplicas(t *testing.T) {
 	standby := primary.NewStandby(t, "standby")
 	primary.WaitReplayed(standby, 30*time.Second)
 	const maxLag = 2 * time.Second
-	s := startServeProc(t, 0, "--database-url", primary.URL(db),
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(pgtest.FreePort(t))
+	s := startServeProc(t, 0, "--database-url", primary.URL(db), "--metrics-addr", metricsAddr,
 		"--replica-database-url", standby.URL(db), "--max-replica-lag", maxLag.String())
 	name := standby.HostPort()
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -195,7 +196,7 @@ func TestReadReplicas(t *testing.T) {
 		if n := countQuery(t, standby, db, replicaLookups, db); n == 0 {
 			t.Errorf("no custinfo session on the standby ran a lookup (pg_stat_activity)")
 		}
-		_, metrics := opsGet(t, opsClient, s.base+"/metrics")
+		_, metrics := opsGet(t, opsClient, "http://"+metricsAddr+"/metrics")
 		for _, want := range []string{
 			`custinfo_replica_usable{replica="` + name + `"} 1`,
 			`custinfo_db_pool_total_conns{pool="` + name + `"}`,

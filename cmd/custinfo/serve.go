@@ -164,7 +164,6 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		ReplicasFunc:    ops.replicas,
 		IPExtractor:     httpapi.ClientIPExtractor(ops.trusted),
 		Metrics:         metrics,
-		Extra:           metrics.Routes(f.metricsAddr == ""),
 		TimestampWindow: f.timestampWindow,
 		MaxBody:         f.maxBody,
 		QueryTimeout:    f.queryTimeout,

@@ -29,7 +29,7 @@ func serveOpsFlags(fs *flag.FlagSet, e *env, f *serveFlags) {
 	fs.StringVar(&f.tlsCert, "tls-cert", e.stringEnv("CUSTINFO_TLS_CERT", ""), "serve HTTPS (TLS 1.2+) with this PEM certificate chain, reloaded on SIGHUP (env CUSTINFO_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", e.stringEnv("CUSTINFO_TLS_KEY", ""), "PEM private key of --tls-cert, reloaded on SIGHUP (env CUSTINFO_TLS_KEY)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", e.stringEnv("CUSTINFO_METRICS_ADDR", ""),
-		"serve /metrics (and /healthz, /readyz) on this separate plain-HTTP address instead of on --addr (env CUSTINFO_METRICS_ADDR)")
+		"serve /metrics (and /healthz, /readyz) on this separate plain-HTTP address, for Prometheus; /metrics is never served on --addr, where the helpdesk connects (empty: no metrics) (env CUSTINFO_METRICS_ADDR)")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 5*time.Second, "time to read a request's headers")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 10*time.Second, "time to read a whole request")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 0, "time from the end of a request's headers to the end of its answer (0: --query-timeout + 10s)")
@@ -140,6 +140,8 @@ func (o *serveOps) start(ctx context.Context, f serveFlags, pool *pgxpool.Pool, 
 			f.metricsReady(ln.Addr().String())
 		}
 		go func() { opsErr <- opsSrv.Serve(ln) }()
+	} else {
+		o.logger.Info("no --metrics-addr: /metrics is not served")
 	}
 
 	hctx, hcancel := context.WithCancel(ctx)

@@ -67,11 +67,15 @@ type Outcome struct {
 	RequestID string
 	Lookup    string
 	KeyID     int64 // 0 when no key verified the request
-	ClientIP  netip.Addr
-	Status    int
-	Code      string // "ok" on success
-	Latency   time.Duration
-	Query     string // the query field's value, in clear: mask before storing
+	// Verified is set once a key verified the request's signature for
+	// Lookup; before that the request has proved nothing, and the metrics
+	// count it without its lookup's name.
+	Verified bool
+	ClientIP netip.Addr
+	Status   int
+	Code     string // "ok" on success
+	Latency  time.Duration
+	Query    string // the query field's value, in clear: mask before storing
 	// QueryNormalized is Query's E.164 form when the lookup read it as a
 	// phone number (in the region it read it in), else "".
 	QueryNormalized string
@@ -144,7 +148,7 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			s.cfg.DoneFunc(o)
 		}
 		if o.Lookup != "" && s.cfg.Metrics != nil {
-			s.cfg.Metrics.observe(o, s.knownLookup(o.Lookup))
+			s.cfg.Metrics.observe(o)
 		}
 		return nil
 	}
@@ -271,7 +275,7 @@ func (s *server) lookup(c *echo.Context) error {
 	if err != nil {
 		return &deniedError{Reason: err.Error()}
 	}
-	o.KeyID = key.ID
+	o.KeyID, o.Verified = key.ID, true
 
 	values, err := decodeFields(body, l.Wants)
 	if err != nil {

@@ -13,8 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// UnknownLookup is the lookup label of requests for a name the configuration
-// does not define, so a scanner trying names cannot create new series.
+// UnknownLookup is the lookup label of every request whose signature did not
+// verify: a request names its lookup in the metrics only once a key proved it
+// was made for that lookup. So /metrics tells nobody which names exist, and a
+// scanner trying names cannot create new series.
 const UnknownLookup = "_unknown"
 
 // DurationBuckets are the request latency histogram's upper bounds, in
@@ -53,6 +55,8 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	reloadOK prometheus.Counter
 	reloadNo prometheus.Counter
+	// ambiguous counts answers chosen among several matching rows.
+	ambiguous *prometheus.CounterVec
 
 	mu      sync.Mutex // serialises additions to lookups
 	lookups atomic.Pointer[map[string]*lookupMetrics]
@@ -81,9 +85,10 @@ func (m *Metrics) AddPool(name string, pool PoolStater) {
 // lookupMetrics caches the series of one lookup label, so counting a request
 // costs two map reads and no label hashing.
 type lookupMetrics struct {
-	name     string
-	duration prometheus.Observer
-	codes    atomic.Pointer[map[string]prometheus.Counter]
+	name      string
+	duration  prometheus.Observer
+	ambiguous prometheus.Counter
+	codes     atomic.Pointer[map[string]prometheus.Counter]
 }
 
 // NewMetrics returns metrics in a new registry. pool, when not nil, is
@@ -100,6 +105,10 @@ func NewMetrics(pool PoolStater) *Metrics {
 			Help:    "Time from receiving a lookup request to its answer, by lookup.",
 			Buckets: DurationBuckets,
 		}, []string{"lookup"}),
+		ambiguous: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "custinfo_lookup_ambiguous_total",
+			Help: "Lookup answers chosen among several matching rows (a number shared by a family or a switchboard), by lookup; the access log's matches column says which requests.",
+		}, []string{"lookup"}),
 	}
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custinfo_config_reloads_total",
@@ -112,7 +121,7 @@ func NewMetrics(pool PoolStater) *Metrics {
 	if pool != nil {
 		m.AddPool("primary", pool)
 	}
-	m.reg.MustRegister(m.requests, m.duration, reloads,
+	m.reg.MustRegister(m.requests, m.duration, m.ambiguous, reloads,
 		&hookCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -125,19 +134,11 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Mount adds GET /metrics to e; pass it as Config.Extra to serve metrics on
-// the lookup listener.
+// Mount adds GET /metrics to e. The service serves metrics only on the
+// operations listener (NewOpsHandler), never where the helpdesk connects;
+// Mount is for handlers that no caller outside reaches.
 func (m *Metrics) Mount(e *echo.Echo) {
 	e.GET("/metrics", echo.WrapHandler(m.Handler()))
-}
-
-// Routes returns Mount when mount is true and nil otherwise, for
-// Config.Extra: metrics served on the lookup listener or elsewhere.
-func (m *Metrics) Routes(mount bool) func(*echo.Echo) {
-	if !mount {
-		return nil
-	}
-	return m.Mount
 }
 
 // ObserveReload counts one configuration load; it fits reload.Config.ReloadFunc.
@@ -149,18 +150,22 @@ func (m *Metrics) ObserveReload(err error) {
 	m.reloadOK.Inc()
 }
 
-// observe counts one lookup request. known tells whether the configuration
-// defines the lookup; other names are counted as UnknownLookup.
-func (m *Metrics) observe(o *Outcome, known bool) {
-	name := o.Lookup
-	if !known {
-		name = UnknownLookup
+// observe counts one lookup request, and, when several rows matched, one
+// ambiguous answer: under its lookup's name when its signature verified,
+// else under UnknownLookup.
+func (m *Metrics) observe(o *Outcome) {
+	name := UnknownLookup
+	if o.Verified {
+		name = o.Lookup
 	}
 	lm := (*m.lookups.Load())[name]
 	if lm == nil {
 		lm = m.addLookup(name)
 	}
 	lm.duration.Observe(o.Latency.Seconds())
+	if o.Matches > 1 {
+		lm.ambiguous.Inc()
+	}
 	c := (*lm.codes.Load())[o.Code]
 	if c == nil {
 		c = m.addCode(lm, o.Code)
@@ -176,7 +181,7 @@ func (m *Metrics) addLookup(name string) *lookupMetrics {
 	if lm := old[name]; lm != nil {
 		return lm
 	}
-	lm := &lookupMetrics{name: name, duration: m.duration.WithLabelValues(name)}
+	lm := &lookupMetrics{name: name, duration: m.duration.WithLabelValues(name), ambiguous: m.ambiguous.WithLabelValues(name)}
 	codes := map[string]prometheus.Counter{}
 	lm.codes.Store(&codes)
 	next := make(map[string]*lookupMetrics, len(old)+1)
@@ -205,16 +210,6 @@ func (m *Metrics) addCode(lm *lookupMetrics, code string) prometheus.Counter {
 	next[code] = c
 	lm.codes.Store(&next)
 	return c
-}
-
-// knownLookup reports whether the current configuration defines name.
-func (s *server) knownLookup(name string) bool {
-	snap := s.snapshot()
-	if snap == nil {
-		return false
-	}
-	_, ok := snap.Get(name)
-	return ok
 }
 
 // NewOpsHandler returns the handler of a separate operations listener:

@@ -7,13 +7,13 @@ import (
 
 func TestMetricsObserveDoesNotAllocate(t *testing.T) {
 	m := NewMetrics(nil)
-	o := &Outcome{Lookup: "customer", Code: "ok", Latency: 3 * time.Millisecond}
-	m.observe(o, true) // the first request of a lookup and code creates its series
+	o := &Outcome{Lookup: "customer", Verified: true, Code: "ok", Latency: 3 * time.Millisecond}
+	m.observe(o) // the first request of a lookup and code creates its series
 	denied := &Outcome{Lookup: "scan-me", Code: "access_denied", Latency: time.Millisecond}
-	m.observe(denied, false)
+	m.observe(denied)
 	if n := testing.AllocsPerRun(1000, func() {
-		m.observe(o, true)
-		m.observe(denied, false)
+		m.observe(o)
+		m.observe(denied)
 	}); n != 0 {
 		t.Errorf("observe of cached series allocates %.1f times per call, want 0", n)
 	}

@@ -75,8 +75,8 @@ func TestMetrics(t *testing.T) {
 	}
 	cfg := f.config()
 	cfg.Metrics = m
-	cfg.Extra = m.Routes(true)
 	base := opsListen(t, httpapi.New(cfg), "tcp4")
+	opsBase := opsListen(t, httpapi.NewOpsHandler(cfg, m), "tcp4")
 
 	for range 2 {
 		if status, _, body := opsDo(t, opsRequest(t, base, "open", opsKey, opsBody)); status != 200 {
@@ -88,6 +88,22 @@ func TestMetrics(t *testing.T) {
 	}
 	if status, _, _ := opsDo(t, opsRequest(t, base, "open", opsKey, `{"nation":"82"}`)); status != 400 {
 		t.Fatalf("missing callNum: status %d, want 400", status)
+	}
+	// Unsigned requests for a lookup that exists and for one that does not:
+	// the metrics must not tell them apart.
+	for _, name := range []string{"open", "zz1"} {
+		req := opsRequest(t, base, name, opsKey, opsBody)
+		req.Header.Del("Authorization")
+		if status, _, _ := opsDo(t, req); status != 403 {
+			t.Fatalf("unsigned %s: status %d, want 403", name, status)
+		}
+	}
+	// A stale timestamp for a lookup that exists is refused before any key
+	// is tried: no name either.
+	stale := opsRequest(t, base, "open", opsKey, opsBody)
+	stale.Header.Set("X-TC-Timestamp", "1")
+	if status, _, _ := opsDo(t, stale); status != 400 {
+		t.Fatalf("stale timestamp: status %d, want 400", status)
 	}
 	// A scanner trying names: every one is counted under one label value.
 	for i := range 20 {
@@ -104,29 +120,39 @@ func TestMetrics(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// The helpdesk-facing handler does not serve the metrics.
+	if resp, err := opsClient.Get(base + "/metrics"); err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET /metrics on the lookup handler: status %d, want 404", resp.StatusCode)
+		}
+	}
 
-	lines := scrape(t, base+"/metrics")
+	lines := scrape(t, opsBase+"/metrics")
 	want := map[string]string{
-		`custinfo_requests_total{code="ok",lookup="open"}`:                  "2",
-		`custinfo_requests_total{code="access_denied",lookup="open"}`:       "1",
-		`custinfo_requests_total{code="missing_field",lookup="open"}`:       "1",
-		`custinfo_requests_total{code="access_denied",lookup="_unknown"}`:   "20",
-		`custinfo_request_duration_seconds_count{lookup="open"}`:            "4",
-		`custinfo_request_duration_seconds_count{lookup="_unknown"}`:        "20",
-		`custinfo_request_duration_seconds_bucket{lookup="open",le="+Inf"}`: "4",
-		`custinfo_config_reloads_total{result="ok"}`:                        "1",
-		`custinfo_config_reloads_total{result="error"}`:                     "1",
-		`custinfo_access_log_queue_depth`:                                   "7",
-		`custinfo_access_log_written_total`:                                 "1234",
-		`custinfo_access_log_dropped_total`:                                 "3",
-		`custinfo_access_log_failed_writes_total`:                           "2",
-		`custinfo_tls_cert_not_after_timestamp_seconds`:                     strconv.FormatFloat(float64(notAfter.Unix()), 'g', -1, 64),
-		`custinfo_db_pool_max_conns{pool="primary"}`:                        fmt.Sprint(f.pool.Stat().MaxConns()),
-		`custinfo_db_pool_max_conns{pool="127.0.0.1:5433"}`:                 fmt.Sprint(f.pool.Stat().MaxConns()),
-		`custinfo_replica_lag_seconds{replica="127.0.0.1:5433"}`:            "0.25",
-		`custinfo_replica_usable{replica="127.0.0.1:5433"}`:                 "1",
-		`custinfo_replica_lag_seconds{replica="db2:5432"}`:                  "+Inf",
-		`custinfo_replica_usable{replica="db2:5432"}`:                       "0",
+		// Only requests whose signature verified name their lookup.
+		`custinfo_requests_total{code="ok",lookup="open"}`:                    "2",
+		`custinfo_requests_total{code="missing_field",lookup="open"}`:         "1",
+		`custinfo_requests_total{code="access_denied",lookup="_unknown"}`:     "23",
+		`custinfo_requests_total{code="invalid_timestamp",lookup="_unknown"}`: "1",
+		`custinfo_request_duration_seconds_count{lookup="open"}`:              "3",
+		`custinfo_request_duration_seconds_count{lookup="_unknown"}`:          "24",
+		`custinfo_request_duration_seconds_bucket{lookup="open",le="+Inf"}`:   "3",
+		`custinfo_config_reloads_total{result="ok"}`:                          "1",
+		`custinfo_config_reloads_total{result="error"}`:                       "1",
+		`custinfo_access_log_queue_depth`:                                     "7",
+		`custinfo_access_log_written_total`:                                   "1234",
+		`custinfo_access_log_dropped_total`:                                   "3",
+		`custinfo_access_log_failed_writes_total`:                             "2",
+		`custinfo_tls_cert_not_after_timestamp_seconds`:                       strconv.FormatFloat(float64(notAfter.Unix()), 'g', -1, 64),
+		`custinfo_db_pool_max_conns{pool="primary"}`:                          fmt.Sprint(f.pool.Stat().MaxConns()),
+		`custinfo_db_pool_max_conns{pool="127.0.0.1:5433"}`:                   fmt.Sprint(f.pool.Stat().MaxConns()),
+		`custinfo_replica_lag_seconds{replica="127.0.0.1:5433"}`:              "0.25",
+		`custinfo_replica_usable{replica="127.0.0.1:5433"}`:                   "1",
+		`custinfo_replica_lag_seconds{replica="db2:5432"}`:                    "+Inf",
+		`custinfo_replica_usable{replica="db2:5432"}`:                         "0",
 	}
 	for series, v := range want {
 		got, ok := metricValue(lines, series)
@@ -152,8 +178,11 @@ func TestMetrics(t *testing.T) {
 	}
 	lookups := map[string]bool{}
 	for _, l := range lines {
-		if strings.Contains(l, "scan") {
+		if strings.Contains(l, "scan") || strings.Contains(l, "zz1") {
 			t.Errorf("/metrics names a lookup that does not exist: %s", l)
+		}
+		if strings.Contains(l, `lookup="open"`) && (strings.Contains(l, "access_denied") || strings.Contains(l, "invalid_timestamp")) {
+			t.Errorf("/metrics names the lookup of a request whose signature did not verify: %s", l)
 		}
 		if name, ok := strings.CutPrefix(l, "custinfo_requests_total{"); ok {
 			_, after, _ := strings.Cut(name, `lookup="`)

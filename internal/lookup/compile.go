@@ -18,6 +18,23 @@ import (
 	"github.com/custinfo/custinfo/internal/signature"
 )
 
+// ReservedSchemas are the schemas no lookup may read from: custinfo's own
+// tables (the keys among them) and PostgreSQL's catalogs. The serve role can
+// read some of them, so one mapping could otherwise answer a secret. Any
+// check of sources elsewhere (SQL included) uses this list.
+var ReservedSchemas = []string{"custinfo", "pg_catalog", "information_schema", "pg_toast"}
+
+// ReservedSchema reports whether schema, as the catalog names it, is one of
+// ReservedSchemas.
+func ReservedSchema(schema string) bool {
+	for _, r := range ReservedSchemas {
+		if schema == r {
+			return true
+		}
+	}
+	return false
+}
+
 // MaxMatchedParams bounds the matched params of one lookup (one bit each in the
 // statement cache key).
 const MaxMatchedParams = 16
@@ -188,6 +205,11 @@ func compileOne(ctx context.Context, conn *pgx.Conn, def Def) (*Lookup, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if ReservedSchema(rel.schema) {
+		problem("source %q is in schema %q, which holds custinfo's keys and configuration or PostgreSQL's catalogs: a lookup may not read from schemas %s; point it at a table or view of your own",
+			def.Source, rel.schema, strings.Join(ReservedSchemas, ", "))
+		return l, nil
 	}
 	if !rel.canRead {
 		problem("source %q: permission denied: the server's role cannot SELECT from it", def.Source)

@@ -3,6 +3,7 @@ package lookup_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -470,6 +471,60 @@ INSERT INTO custinfo.lookup_results (lookup, field, source_column) VALUES ('dupr
 		var be *lookup.BrokenError
 		if !errors.As(err, &be) || !strings.Contains(be.Error(), name) {
 			t.Errorf("%s: Run = %v, want *BrokenError naming the lookup", name, err)
+		}
+	}
+}
+
+func TestReservedSchemasRefused(t *testing.T) {
+	t.Parallel()
+	pool, snap := setup(t, `
+INSERT INTO custinfo.lookups (name, source) VALUES
+  ('keys', 'custinfo.api_keys'), ('keys_quoted', '"custinfo"."api_keys"'),
+  ('catalog', 'pg_catalog.pg_authid'), ('unqualified_catalog', 'pg_roles'),
+  ('infoschema', 'information_schema.tables');
+INSERT INTO custinfo.api_keys (lookup, secret, label) VALUES ('keys', 'reserved-schema-key-0123', 'k');
+INSERT INTO custinfo.lookup_params (lookup, field, source_column, match, required) VALUES
+  ('keys', 'label', 'label', 'exact', true),
+  ('keys_quoted', 'label', 'label', 'exact', true),
+  ('catalog', 'name', 'rolname', 'exact', true),
+  ('unqualified_catalog', 'name', 'rolname', 'exact', true),
+  ('infoschema', 'name', 'table_name', 'exact', true);
+INSERT INTO custinfo.lookup_results (lookup, field, source_column) VALUES
+  ('keys', 'secret', 'secret'), ('keys_quoted', 'secret', 'secret'),
+  ('catalog', 'pw', 'rolpassword'), ('unqualified_catalog', 'pw', 'rolpassword'),
+  ('infoschema', 'name', 'table_name');
+`)
+	for name, values := range map[string]map[string]string{
+		"keys":                {"label": "k"},
+		"keys_quoted":         {"label": "k"},
+		"catalog":             {"name": "postgres"},
+		"unqualified_catalog": {"name": "postgres"},
+		"infoschema":          {"name": "api_keys"},
+	} {
+		l, ok := snap.Get(name)
+		if !ok {
+			t.Fatalf("lookup %q missing from snapshot", name)
+		}
+		if got := strings.Join(l.Problems, "; "); !strings.Contains(got, "may not read from schemas custinfo, pg_catalog, information_schema, pg_toast") {
+			t.Errorf("%s: Problems = %q, want the reserved schemas named", name, l.Problems)
+		}
+		res, err := l.Run(context.Background(), pool, values)
+		var be *lookup.BrokenError
+		if !errors.As(err, &be) {
+			t.Errorf("%s: Run = %v, %v, want *BrokenError", name, res, err)
+		}
+		if strings.Contains(fmt.Sprint(res, err), "reserved-schema-key") {
+			t.Errorf("%s: Run revealed the key: %v %v", name, res, err)
+		}
+	}
+	for _, schema := range []string{"custinfo", "pg_catalog", "information_schema", "pg_toast"} {
+		if !lookup.ReservedSchema(schema) {
+			t.Errorf("ReservedSchema(%q) = false, want true", schema)
+		}
+	}
+	for _, schema := range []string{"public", "crm", "Custinfo", "custinfo_data", "pg_temp"} {
+		if lookup.ReservedSchema(schema) {
+			t.Errorf("ReservedSchema(%q) = true, want false", schema)
 		}
 	}
 }
