@@ -41,6 +41,9 @@ type serveFlags struct {
 	auditKey       string
 	auditRegion    string
 	accessLogQueue int
+	// accessLogPartitionDays: how many days ahead serve creates the access
+	// log's partitions (0: none).
+	accessLogPartitionDays int
 
 	pprofAddr        string
 	coalesce         bool
@@ -155,6 +158,10 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
 	metrics.AccessLogFailedWritesFunc = alog.FailedBatches
+	metrics.ReadyFunc = ops.ready(pool)
+	if coalescer != nil {
+		metrics.CoalescerStatsFunc = coalescer.Stats
+	}
 
 	handler := httpapi.New(httpapi.Config{
 		Logger:          logger,

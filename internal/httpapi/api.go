@@ -84,7 +84,29 @@ type Outcome struct {
 }
 
 type server struct {
-	cfg Config
+	cfg       Config
+	diagnoses diagnoseLimit
+}
+
+// diagnosesPerSecond bounds the work spent naming the mistake behind refused
+// signatures (signature.Diagnose): past it, a 403 is logged without one.
+const diagnosesPerSecond = 20
+
+// diagnoseLimit allows diagnosesPerSecond diagnoses per wall-clock second.
+type diagnoseLimit struct {
+	mu     sync.Mutex
+	second int64
+	n      int
+}
+
+func (l *diagnoseLimit) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec := now.Unix(); sec != l.second {
+		l.second, l.n = sec, 0
+	}
+	l.n++
+	return l.n <= diagnosesPerSecond
 }
 
 // New returns the HTTP handler of the service.
@@ -273,7 +295,13 @@ func (s *server) lookup(c *echo.Context) error {
 	}
 	key, err := signature.Verify(keys, signedPath(r), body, ts, sig)
 	if err != nil {
-		return &deniedError{Reason: err.Error()}
+		reason := err.Error()
+		if errors.Is(err, signature.ErrMismatch) && s.diagnoses.allow(now) {
+			if d := signature.Diagnose(keys, signedPath(r), body, ts, sig); d != "" {
+				reason += "; " + d
+			}
+		}
+		return &deniedError{Reason: reason}
 	}
 	o.KeyID, o.Verified = key.ID, true
 

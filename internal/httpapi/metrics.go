@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,9 @@ const UnknownLookup = "_unknown"
 // seconds: from half a millisecond (a cached config and an indexed lookup) to
 // five seconds (past any helpdesk's patience).
 var DurationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
+// ReadyTimeout bounds the readiness check run at each scrape.
+const ReadyTimeout = time.Second
 
 // PoolStater is what the metrics read from the database pool; *pgxpool.Pool satisfies it.
 type PoolStater interface {
@@ -47,6 +51,12 @@ type Metrics struct {
 	TLSCertNotAfterFunc func() time.Time
 	// ReplicasFunc returns the state of the read replicas.
 	ReplicasFunc func() []ReplicaState
+	// ReadyFunc is the readiness check of /readyz, run at each scrape for
+	// custinfo_ready with a deadline of ReadyTimeout.
+	ReadyFunc func(ctx context.Context) error
+	// CoalescerStatsFunc returns the number of coalesced queries run and of
+	// the requests they answered (lookup.Coalescer.Stats).
+	CoalescerStatsFunc func() (queries, requests uint64)
 
 	pools []namedPool // set before the server starts
 
@@ -247,6 +257,12 @@ var (
 		"Access-log batch writes that failed and are retried (the database unreachable or slow), with checks of a write left in doubt that found no answer; each retry counts.", nil, nil)
 	descCertNotAfter = prometheus.NewDesc("custinfo_tls_cert_not_after_timestamp_seconds",
 		"Expiry of the served TLS certificate, in seconds since the Unix epoch.", nil, nil)
+	descReady = prometheus.NewDesc("custinfo_ready",
+		"1 when the server can answer lookups (what /readyz checks: not shutting down, the database answers), else 0; checked at each scrape.", nil, nil)
+	descCoalescedQueries = prometheus.NewDesc("custinfo_coalesced_queries_total",
+		"Queries run for a coalesced batch of waiting lookup requests.", nil, nil)
+	descCoalescedRequests = prometheus.NewDesc("custinfo_coalesced_requests_total",
+		"Lookup requests answered by a coalesced query; divided by custinfo_coalesced_queries_total, the mean batch size.", nil, nil)
 
 	descAcquired = prometheus.NewDesc("custinfo_db_pool_acquired_conns",
 		"Database connections in use.", poolLabel, nil)
@@ -276,6 +292,7 @@ var (
 func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descQueueDepth, descWritten, descDropped, descFailedWrites, descCertNotAfter,
+		descReady, descCoalescedQueries, descCoalescedRequests,
 		descAcquired, descIdle, descTotal, descConstructing, descMax,
 		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
 		descReplicaLag, descReplicaUsable,
@@ -313,6 +330,20 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descReplicaLag, prometheus.GaugeValue, r.Lag, r.Name)
 			ch <- prometheus.MustNewConstMetric(descReplicaUsable, prometheus.GaugeValue, usable, r.Name)
 		}
+	}
+	if f := m.ReadyFunc; f != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+		ready := 1.0
+		if f(ctx) != nil {
+			ready = 0
+		}
+		cancel()
+		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
+	}
+	if f := m.CoalescerStatsFunc; f != nil {
+		queries, requests := f()
+		ch <- prometheus.MustNewConstMetric(descCoalescedQueries, prometheus.CounterValue, float64(queries))
+		ch <- prometheus.MustNewConstMetric(descCoalescedRequests, prometheus.CounterValue, float64(requests))
 	}
 	for _, p := range m.pools {
 		collectPool(ch, p.name, p.pool.Stat())

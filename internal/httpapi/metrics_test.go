@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,6 +74,17 @@ func TestMetrics(t *testing.T) {
 	m.AddPool("127.0.0.1:5433", f.pool)
 	m.ReplicasFunc = func() []httpapi.ReplicaState {
 		return []httpapi.ReplicaState{{Name: "127.0.0.1:5433", Usable: true, Lag: 0.25}, {Name: "db2:5432", Lag: math.Inf(1)}}
+	}
+	m.CoalescerStatsFunc = func() (uint64, uint64) { return 5, 17 }
+	var readyErr atomic.Pointer[error]
+	m.ReadyFunc = func(ctx context.Context) error {
+		if _, ok := ctx.Deadline(); !ok {
+			return fmt.Errorf("readiness check without a deadline")
+		}
+		if p := readyErr.Load(); p != nil {
+			return *p
+		}
+		return nil
 	}
 	cfg := f.config()
 	cfg.Metrics = m
@@ -153,6 +166,9 @@ func TestMetrics(t *testing.T) {
 		`custinfo_replica_usable{replica="127.0.0.1:5433"}`:                   "1",
 		`custinfo_replica_lag_seconds{replica="db2:5432"}`:                    "+Inf",
 		`custinfo_replica_usable{replica="db2:5432"}`:                         "0",
+		`custinfo_ready`:                    "1",
+		`custinfo_coalesced_queries_total`:  "5",
+		`custinfo_coalesced_requests_total`: "17",
 	}
 	for series, v := range want {
 		got, ok := metricValue(lines, series)
@@ -192,6 +208,13 @@ func TestMetrics(t *testing.T) {
 	}
 	if len(lookups) != 2 {
 		t.Errorf("custinfo_requests_total lookup labels = %v, want open and _unknown", lookups)
+	}
+
+	// A failing readiness check turns custinfo_ready to 0 at the next scrape.
+	down := errors.New("database unreachable")
+	readyErr.Store(&down)
+	if got, ok := metricValue(scrape(t, opsBase+"/metrics"), "custinfo_ready"); got != "0" {
+		t.Errorf("custinfo_ready with a failing readiness check = %q (present %v), want 0", got, ok)
 	}
 }
 
