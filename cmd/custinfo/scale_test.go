@@ -26,8 +26,9 @@ import (
 
 // serveProc is custinfo serve running as a process of its own.
 type serveProc struct {
-	proc *pgtest.Proc
-	base string
+	proc        *pgtest.Proc
+	base        string
+	metricsBase string // http://host:port of its --metrics-addr
 }
 
 // startServeProc starts "custinfo serve" on a free loopback port (or port,
@@ -38,10 +39,11 @@ func startServeProc(t *testing.T, port int, args ...string) *serveProc {
 		port = pgtest.FreePort(t)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(os.Args[0], append([]string{"serve", "--addr", addr, "--log-format", "text",
-		"--shutdown-timeout", "10s", "--reload-interval", "1m"}, args...)...)
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(pgtest.FreePort(t))
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--addr", addr, "--metrics-addr", metricsAddr,
+		"--log-format", "text", "--shutdown-timeout", "10s", "--reload-interval", "1m"}, args...)...)
 	cmd.Env = append(os.Environ(), "CUSTINFO_TEST_EXEC=1")
-	s := &serveProc{proc: pgtest.StartCmd(t, cmd), base: "http://" + addr}
+	s := &serveProc{proc: pgtest.StartCmd(t, cmd), base: "http://" + addr, metricsBase: "http://" + metricsAddr}
 	s.proc.Name = "custinfo serve " + addr
 	deadline := time.Now().Add(60 * time.Second)
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -177,8 +179,7 @@ func TestReadReplicas(t *testing.T) {
 	standby := primary.NewStandby(t, "standby")
 	primary.WaitReplayed(standby, 30*time.Second)
 	const maxLag = 2 * time.Second
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(pgtest.FreePort(t))
-	s := startServeProc(t, 0, "--database-url", primary.URL(db), "--metrics-addr", metricsAddr,
+	s := startServeProc(t, 0, "--database-url", primary.URL(db),
 		"--replica-database-url", standby.URL(db), "--max-replica-lag", maxLag.String())
 	name := standby.HostPort()
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -194,7 +195,7 @@ func TestReadReplicas(t *testing.T) {
 			}
 			return countQuery(t, standby, db, replicaLookups, db) > 0
 		})
-		_, metrics := opsGet(t, opsClient, "http://"+metricsAddr+"/metrics")
+		_, metrics := opsGet(t, opsClient, s.metricsBase+"/metrics")
 		for _, want := range []string{
 			`custinfo_replica_usable{replica="` + name + `"} 1`,
 			`custinfo_db_pool_total_conns{pool="` + name + `"}`,
