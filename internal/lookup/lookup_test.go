@@ -480,9 +480,9 @@ COMMIT;
 	}
 }
 
-func TestReservedSchemasRefused(t *testing.T) {
-	t.Parallel()
-	pool, snap := setup(t, `
+// reservedSchemasFixture maps lookups onto custinfo's own keys and the
+// system catalogs.
+const reservedSchemasFixture = `
 INSERT INTO custinfo.lookups (name, source) VALUES
   ('keys', 'custinfo.api_keys'), ('keys_quoted', '"custinfo"."api_keys"'),
   ('catalog', 'pg_catalog.pg_authid'), ('unqualified_catalog', 'pg_roles'),
@@ -498,7 +498,23 @@ INSERT INTO custinfo.lookup_results (lookup, field, source_column) VALUES
   ('keys', 'secret', 'secret'), ('keys_quoted', 'secret', 'secret'),
   ('catalog', 'pw', 'rolpassword'), ('unqualified_catalog', 'pw', 'rolpassword'),
   ('infoschema', 'name', 'table_name');
-`)
+`
+
+func TestReservedSchemasRefused(t *testing.T) {
+	t.Parallel()
+	// At the statement: the mapping checks refuse the rows, naming the
+	// schema and never echoing the key.
+	refused := pgtest.New(t)
+	_, err := refused.Exec(context.Background(), "BEGIN;"+reservedSchemasFixture+"COMMIT;")
+	if err == nil || !strings.Contains(err.Error(), "which lookups may not read") {
+		t.Errorf("fixture with mapping checks on: err = %v, want the reserved schema refused", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "reserved-schema-key") {
+		t.Errorf("the refusal echoes the key: %v", err)
+	}
+	// At load, for rows that got in while the checks were off (or before
+	// they existed): each such lookup is broken and reads nothing.
+	pool, snap := setup(t, "BEGIN; SET LOCAL custinfo.mapping_checks = off;"+reservedSchemasFixture+"COMMIT;")
 	for name, values := range map[string]map[string]string{
 		"keys":                {"label": "k"},
 		"keys_quoted":         {"label": "k"},
