@@ -28,7 +28,7 @@ import (
 // Defaults for Config fields left zero.
 const (
 	DefaultMaxLag       = 5 * time.Second
-	DefaultInterval     = 500 * time.Millisecond
+	DefaultInterval     = 250 * time.Millisecond
 	DefaultCheckTimeout = time.Second
 	DefaultMaxBackoff   = 10 * time.Second
 )
