@@ -13,6 +13,7 @@ import (
 
 	"github.com/custinfo/custinfo/internal/httpapi"
 	"github.com/custinfo/custinfo/internal/reload"
+	"github.com/custinfo/custinfo/internal/store"
 )
 
 type serveFlags struct {
@@ -31,6 +32,7 @@ type serveFlags struct {
 	trustedProxies    string
 	tlsCert, tlsKey   string
 	metricsAddr       string
+	replay            string
 	readHeaderTimeout time.Duration
 	readTimeout       time.Duration
 	writeTimeout      time.Duration
@@ -126,6 +128,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	if err := holder.Load(ctx); err != nil {
 		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
 	}
+	if err := warnKeys(ctx, store.New(pool), logger); err != nil {
+		return fmt.Errorf("check keys: %w", err)
+	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	reloadDone := make(chan struct{})
 	go func() {
@@ -161,6 +166,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.ReadyFunc = ops.ready(pool)
 	if coalescer != nil {
 		metrics.CoalescerStatsFunc = coalescer.Stats
+		metrics.WatchCoalescer(coalescer.Counters)
 	}
 
 	handler := httpapi.New(httpapi.Config{
@@ -176,6 +182,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		QueryTimeout:    f.queryTimeout,
 		DoneFunc:        alog.add,
 		Coalescer:       coalescer,
+		Replay:          ops.replay,
 	})
 	srv := &http.Server{
 		Handler:           ops.closeWhenDraining(handler),
