@@ -40,11 +40,11 @@ func (l *Lookup) sampleArgs(pi int) (Prepared, error) {
 	probe := "SELECT 1 FROM " + l.source + l.where(mask)
 	args := []any{values[p.Field]}
 	if p.Match == MatchPhone {
-		sp, err := l.spellings(&p, values[p.Field], map[string]string{p.RegionField: "KR"})
+		keys, err := l.phoneKeys(&p, values[p.Field], map[string]string{p.RegionField: "KR"})
 		if err != nil {
 			return Prepared{}, err
 		}
-		args = []any{sp}
+		args = []any{keys}
 	}
 	return Prepared{SQL: probe, Args: args}, nil
 }
@@ -59,6 +59,9 @@ func (l *Lookup) IndexWarnings(ctx context.Context, pool *pgxpool.Pool) ([]strin
 	var out []string
 	for _, pi := range l.matched {
 		p := l.params[pi]
+		if p.Match == MatchPhone {
+			continue // PhoneKeyIndexLines: the index is on custinfo.phone_key(column)
+		}
 		prep, err := l.sampleArgs(pi)
 		if err != nil {
 			return nil, fmt.Errorf("plan param %q: %w", p.Field, err)
