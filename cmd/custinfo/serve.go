@@ -166,6 +166,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.ReadyFunc = ops.ready(pool)
 	if coalescer != nil {
 		metrics.CoalescerStatsFunc = coalescer.Stats
+		metrics.WatchCoalescer(coalescer.Counters)
 	}
 
 	handler := httpapi.New(httpapi.Config{
@@ -184,7 +185,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		Replay:          ops.replay,
 	})
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           ops.closeWhenDraining(handler),
 		ReadHeaderTimeout: orDefault(f.readHeaderTimeout, 5*time.Second),
 		ReadTimeout:       orDefault(f.readTimeout, 10*time.Second),
 		WriteTimeout:      orDefault(f.writeTimeout, f.queryTimeout+10*time.Second),
@@ -214,10 +215,11 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	// Drain: /readyz answers 503 and answers close their connections, so a
-	// load balancer stops sending here before the listener closes.
+	// Drain: /readyz answers 503 and each answer closes its connection, so
+	// a load balancer stops sending here before the listener closes. Idle
+	// connections stay open until then: closing one now could race with a
+	// request the balancer is sending on it.
 	ops.draining.Store(true)
-	srv.SetKeepAlivesEnabled(false)
 	if f.drainDelay > 0 {
 		logger.Info("draining: /readyz answers 503", "drain_delay", f.drainDelay.String())
 		time.Sleep(f.drainDelay)

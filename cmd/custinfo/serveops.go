@@ -108,6 +108,18 @@ func (o *serveOps) ready(pool *pgxpool.Pool) func(context.Context) error {
 	}
 }
 
+// closeWhenDraining answers with "Connection: close" once the server is
+// draining, so clients and load balancers open their next connection
+// elsewhere.
+func (o *serveOps) closeWhenDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // serveHTTP serves srv on ln, with TLS when a certificate is configured.
 func (o *serveOps) serveHTTP(srv *http.Server, ln net.Listener) error {
 	if o.cert == nil {

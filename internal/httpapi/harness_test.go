@@ -55,7 +55,7 @@ CREATE TABLE crm.customers (
     phone       text NOT NULL,
     email       text NULL
 );
-CREATE INDEX customers_phone_idx ON crm.customers (phone);
+CREATE INDEX customers_phone_idx ON crm.customers (custinfo.phone_key(phone));
 INSERT INTO crm.customers (id, customer_no, name, phone, email) VALUES
     (1, 'C-1001', '홍길동', '010-1234-5678', 'hong@example.com'),
     (2, 'C-1002', '김민준', '+82 10-2222-3333', NULL),

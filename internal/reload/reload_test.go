@@ -168,7 +168,7 @@ func TestListenerReconnects(t *testing.T) {
 	ctx := context.Background()
 	// Kill every other backend of this database, the listener's among them.
 	var killed int
-	testwait.Until(t, "listener connected", 2*time.Second, func() bool {
+	testwait.Until(t, "listener connected", 15*time.Second, func() bool {
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed)
 		return err == nil && killed > 0
 	})
@@ -181,9 +181,9 @@ func TestListenerReconnects(t *testing.T) {
 	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VALUES ('customer', 'tier', 'tier', 2)`); err != nil {
 		t.Fatal(err)
 	}
-	testwait.Until(t, "change seen after reconnect", 3*time.Second, func() bool { return len(fieldNames(t, pool, h)) == 2 })
+	testwait.Until(t, "change seen after reconnect", 15*time.Second, func() bool { return len(fieldNames(t, pool, h)) == 2 })
 	if _, err := pool.Exec(ctx, `DELETE FROM custinfo.lookup_results WHERE field = 'tier'`); err != nil {
 		t.Fatal(err)
 	}
-	testwait.Until(t, "NOTIFY delivered after reconnect", time.Second, func() bool { return len(fieldNames(t, pool, h)) == 1 })
+	testwait.Until(t, "NOTIFY delivered after reconnect", 10*time.Second, func() bool { return len(fieldNames(t, pool, h)) == 1 })
 }
