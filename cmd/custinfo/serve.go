@@ -26,6 +26,7 @@ type serveFlags struct {
 	shutdownTimeout time.Duration
 	logFormat       string
 	logLevel        string
+	instance        string
 
 	minConns          int
 	trustedProxies    string
@@ -59,6 +60,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&f.reloadInterval, "reload-interval", e.durationEnv("CUSTINFO_RELOAD_INTERVAL", reload.DefaultInterval), "periodic config re-read, besides NOTIFY (env CUSTINFO_RELOAD_INTERVAL)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", e.durationEnv("CUSTINFO_SHUTDOWN_TIMEOUT", 15*time.Second), "time to finish in-flight requests on SIGTERM (env CUSTINFO_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&f.logFormat, "log-format", e.stringEnv("CUSTINFO_LOG_FORMAT", "json"), "log format: json or text (env CUSTINFO_LOG_FORMAT)")
+	fs.StringVar(&f.instance, "instance", e.stringEnv("CUSTINFO_INSTANCE", defaultInstance()), "this server's name in custinfo.status (env CUSTINFO_INSTANCE)")
 	fs.StringVar(&f.logLevel, "log-level", e.stringEnv("CUSTINFO_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env CUSTINFO_LOG_LEVEL)")
 	accessLogFlags(fs, e, &f)
 	serveOpsFlags(fs, e, &f)
@@ -106,7 +108,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	defer pool.Close()
 	metrics := ops.newMetrics(pool)
 
-	holder := reload.New(reload.Config{Logger: logger, Pool: pool, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload})
+	used := newKeyUse()
+	holder := reload.New(reload.Config{Logger: logger, Pool: pool, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload,
+		Instance: used.instance(f.instance)})
 	if err := holder.Load(ctx); err != nil {
 		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
 	}
@@ -147,7 +151,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		TimestampWindow: f.timestampWindow,
 		MaxBody:         f.maxBody,
 		QueryTimeout:    f.queryTimeout,
-		DoneFunc:        alog.add,
+		DoneFunc:        func(o *httpapi.Outcome) { used.note(o); alog.add(o) },
 		Coalescer:       coalescer,
 	})
 	srv := &http.Server{
@@ -192,6 +196,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return fmt.Errorf("serve: %w", err)
 	}
 	alog.close(logger) // every request is answered: flush its access-log rows
+	if err := holder.Stopped(sctx); err != nil {
+		logger.Warn("could not mark this server stopped in custinfo.status", "err", err)
+	}
 	logger.Info("stopped")
 	return nil
 }

@@ -49,3 +49,6 @@ GRANT SELECT ON custinfo.lookups, custinfo.lookup_params, custinfo.lookup_result
 -- every role may call, whether its transaction committed.)
 GRANT INSERT ON custinfo.access_log TO :"role";
 GRANT USAGE ON SEQUENCE custinfo.access_log_id_seq TO :"role";
+
+-- Its own row of custinfo.status, written after every configuration load.
+GRANT SELECT, INSERT, UPDATE ON custinfo.status TO :"role";

@@ -482,7 +482,11 @@ COMMIT;
 
 func TestReservedSchemasRefused(t *testing.T) {
 	t.Parallel()
+	// Load-time refusal: the statement-time checks (which refuse the same
+	// sources, see TestMappingChecksAtStatement) are off for the fixture.
 	pool, snap := setup(t, `
+BEGIN;
+SET LOCAL custinfo.mapping_checks = off;
 INSERT INTO custinfo.lookups (name, source) VALUES
   ('keys', 'custinfo.api_keys'), ('keys_quoted', '"custinfo"."api_keys"'),
   ('catalog', 'pg_catalog.pg_authid'), ('unqualified_catalog', 'pg_roles'),
@@ -498,6 +502,7 @@ INSERT INTO custinfo.lookup_results (lookup, field, source_column) VALUES
   ('keys', 'secret', 'secret'), ('keys_quoted', 'secret', 'secret'),
   ('catalog', 'pw', 'rolpassword'), ('unqualified_catalog', 'pw', 'rolpassword'),
   ('infoschema', 'name', 'table_name');
+COMMIT;
 `)
 	for name, values := range map[string]map[string]string{
 		"keys":                {"label": "k"},

@@ -40,13 +40,19 @@ type Config struct {
 	NowFunc func() time.Time
 	// ReloadFunc, when set, is told of every reload attempt (for metrics).
 	ReloadFunc func(err error)
+	// Instance, when set, names this server: every load records its
+	// outcome in its row of custinfo.status.
+	Instance *Instance
 }
 
 // Holder holds the current snapshot and reloads it.
 type Holder struct {
-	cfg Config
-	cur atomic.Pointer[lookup.Snapshot]
-	mu  sync.Mutex // serialises loads
+	cfg     Config
+	cur     atomic.Pointer[lookup.Snapshot]
+	mu      sync.Mutex // serialises loads
+	started time.Time
+	// statusBroken is set while writing custinfo.status fails (under mu).
+	statusBroken bool
 }
 
 // New returns a Holder with no snapshot yet; call Load, then Run.
@@ -63,7 +69,7 @@ func New(cfg Config) *Holder {
 	if cfg.NowFunc == nil {
 		cfg.NowFunc = time.Now
 	}
-	return &Holder{cfg: cfg}
+	return &Holder{cfg: cfg, started: cfg.NowFunc()}
 }
 
 // Snapshot returns the current snapshot, nil before the first good load.
@@ -78,6 +84,7 @@ func (h *Holder) Load(ctx context.Context) error {
 	if h.cfg.ReloadFunc != nil {
 		h.cfg.ReloadFunc(err)
 	}
+	h.recordStatus(ctx, snap, err)
 	if err != nil {
 		h.cfg.Logger.Error("config reload failed; the last good configuration keeps serving", "err", err)
 		return err

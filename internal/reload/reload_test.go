@@ -3,6 +3,8 @@ package reload_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,4 +188,100 @@ func TestListenerReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.Until(t, "NOTIFY delivered after reconnect", time.Second, func() bool { return len(fieldNames(t, pool, h)) == 1 })
+}
+
+// TestStatusRecorded: every load writes the instance's row of
+// custinfo.status: what it loaded, the lookups' problems, the keys with
+// their last use; a reload updates it; a failed load records its error
+// and keeps what was loaded; Stopped marks it.
+func TestStatusRecorded(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := pool.Exec(ctx, fixture); err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	var keyID int64
+	if err := pool.QueryRow(ctx, `SELECT id FROM custinfo.api_keys`).Scan(&keyID); err != nil {
+		t.Fatal(err)
+	}
+	usedAt := time.Date(2026, 11, 30, 1, 2, 3, 0, time.UTC)
+	h := reload.New(reload.Config{Pool: pool, Interval: time.Hour, Instance: &reload.Instance{
+		Name: "test-1", Host: "host-a", PID: 42,
+		KeysUsedFunc: func() map[int64]time.Time { return map[int64]time.Time{keyID: usedAt} },
+	}})
+	if err := h.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	type row struct {
+		host      string
+		pid       int
+		loadedAt  *time.Time
+		checkedAt time.Time
+		loadError *string
+		lookups   map[string]struct {
+			State    string
+			Problems []string
+		}
+		keys map[string]struct {
+			Lookup   *string
+			State    string
+			LastUsed *time.Time `json:"last_used"`
+		}
+		stoppedAt *time.Time
+	}
+	read := func() row {
+		t.Helper()
+		var r row
+		err := pool.QueryRow(ctx, `SELECT host, pid, loaded_at, checked_at, load_error, lookups, keys, stopped_at
+			FROM custinfo.status WHERE instance = 'test-1'`).Scan(&r.host, &r.pid, &r.loadedAt, &r.checkedAt, &r.loadError, &r.lookups, &r.keys, &r.stoppedAt)
+		if err != nil {
+			t.Fatalf("read custinfo.status: %v", err)
+		}
+		return r
+	}
+	first := read()
+	if first.host != "host-a" || first.pid != 42 || first.loadedAt == nil || first.loadError != nil || first.stoppedAt != nil {
+		t.Errorf("status after the first load = %+v", first)
+	}
+	if l := first.lookups["customer"]; l.State != "ok" || len(l.Problems) != 0 {
+		t.Errorf("lookups = %+v, want customer ok", first.lookups)
+	}
+	k := first.keys[strconv.FormatInt(keyID, 10)]
+	if k.State != "active" || k.Lookup == nil || *k.Lookup != "customer" || k.LastUsed == nil || !k.LastUsed.Equal(usedAt) {
+		t.Errorf("keys = %+v, want key %d active for customer, last used %v", first.keys, keyID, usedAt)
+	}
+
+	// A reload after a column is dropped records the lookup as broken.
+	if _, err := pool.Exec(ctx, `ALTER TABLE customers DROP COLUMN name`); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	second := read()
+	if l := second.lookups["customer"]; l.State != "broken" || !strings.Contains(strings.Join(l.Problems, ";"), `column "name" does not exist`) {
+		t.Errorf("lookups after the column was dropped = %+v, want customer broken naming the column", second.lookups)
+	}
+	if !second.loadedAt.After(*first.loadedAt) || !second.checkedAt.After(first.checkedAt) {
+		t.Errorf("loaded_at %v → %v, checked_at %v → %v: want both later", first.loadedAt, second.loadedAt, first.checkedAt, second.checkedAt)
+	}
+
+	// A failed load records its error and keeps what was loaded.
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if err := h.Load(cctx); err == nil {
+		t.Fatal("Load with a cancelled context succeeded")
+	}
+	third := read()
+	if third.loadError == nil || !strings.Contains(*third.loadError, "context canceled") || !third.loadedAt.Equal(*second.loadedAt) || third.lookups["customer"].State != "broken" {
+		t.Errorf("status after a failed load = %+v, want the error and the previous load kept", third)
+	}
+	if err := h.Stopped(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := read(); r.stoppedAt == nil {
+		t.Error("stopped_at not set by Stopped")
+	}
 }
