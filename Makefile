@@ -12,7 +12,7 @@ ROWS          ?= 1000000
 DURATION      ?= 5s
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/custinfo_bench?sslmode=disable
 SOAK_DURATION ?= 60s
-COMPOSE_PROFILES_CHECKED ?= default scale
+COMPOSE_PROFILES_CHECKED ?= default scale observability
 export TEST_DATABASE_URL
 
 .PHONY: help build generate check test fuzz fuzz-seeds bench soak run compose-config clean tools

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -213,5 +214,174 @@ func TestComposeHAProxy(t *testing.T) {
 	out, err := exec.Command(haproxy, "-c", "-f", cfg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("haproxy -c -f %s: %v\n%s", cfg, err, out)
+	}
+}
+
+// TestComposeObservability checks the observability profile against the
+// files it mounts: Prometheus scrapes the --metrics-addr of exactly the
+// serve instances of the other profiles and loads the rules, and Grafana is
+// provisioned with the dashboard and that Prometheus, for anonymous viewers.
+func TestComposeObservability(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Services map[string]composeService `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		t.Fatalf("parse docker-compose.yml: %v", err)
+	}
+	services := file.Services
+	prom, okProm := services["prometheus"]
+	graf, okGraf := services["grafana"]
+	if !okProm || !okGraf {
+		t.Fatalf("docker-compose.yml has no prometheus or grafana service")
+	}
+	for name, s := range map[string]composeService{"prometheus": prom, "grafana": graf} {
+		if !slices.Equal(s.Profiles, []string{"observability"}) {
+			t.Errorf("service %s has profiles %v, want [observability]", name, s.Profiles)
+		}
+		if len(s.Healthcheck.Test) == 0 {
+			t.Errorf("service %s has no healthcheck", name)
+		}
+	}
+	if want := "prom/prometheus:v3.5.0"; prom.Image != want {
+		t.Errorf("prometheus image %q, want %q", prom.Image, want)
+	}
+	if want := "grafana/grafana:11.6.0"; graf.Image != want {
+		t.Errorf("grafana image %q, want %q", graf.Image, want)
+	}
+
+	// mountTarget returns where service s mounts the checkout's src.
+	mountTarget := func(name string, s composeService, src string) string {
+		for _, v := range s.Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && strings.TrimSuffix(parts[0], "/") == src {
+				return parts[1]
+			}
+		}
+		t.Errorf("service %s does not mount %s", name, src)
+		return ""
+	}
+	promDir := mountTarget("prometheus", prom, "./deploy/prometheus")
+	if want := "--config.file=" + promDir + "/prometheus.yml"; promDir != "" && !slices.Contains(prom.Command, want) {
+		t.Errorf("prometheus command %q, want %q", prom.Command, want)
+	}
+
+	// Each serve instance's metrics address, as a scrape target.
+	wantStatic, wantDNS := []string{}, []string{}
+	for name, s := range services {
+		if len(s.Command) == 0 || s.Command[0] != "serve" {
+			continue
+		}
+		i := slices.Index(s.Command, "--metrics-addr")
+		if i < 0 || i+1 >= len(s.Command) {
+			t.Errorf("serve service %s has no --metrics-addr: Prometheus cannot scrape it (/metrics is served only there)", name)
+			continue
+		}
+		_, port, _ := strings.Cut(s.Command[i+1], ":")
+		if len(s.Profiles) == 0 {
+			wantStatic = append(wantStatic, name+":"+port)
+		} else {
+			wantDNS = append(wantDNS, name+":"+port)
+		}
+	}
+	praw, err := os.ReadFile(promConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pcfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+			DNSSDConfigs []struct {
+				Names []string `yaml:"names"`
+				Port  int      `yaml:"port"`
+			} `yaml:"dns_sd_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(praw, &pcfg); err != nil {
+		t.Fatalf("parse %s: %v", promConfig, err)
+	}
+	if !slices.Contains(pcfg.RuleFiles, "rules.yml") {
+		t.Errorf("%s loads rule files %v, want rules.yml", promConfig, pcfg.RuleFiles)
+	}
+	gotStatic, gotDNS := []string{}, []string{}
+	for _, sc := range pcfg.ScrapeConfigs {
+		if sc.JobName != "custinfo" {
+			continue
+		}
+		for _, st := range sc.StaticConfigs {
+			gotStatic = append(gotStatic, st.Targets...)
+		}
+		for _, d := range sc.DNSSDConfigs {
+			for _, n := range d.Names {
+				gotDNS = append(gotDNS, fmt.Sprintf("%s:%d", n, d.Port))
+			}
+		}
+	}
+	for _, l := range [][]string{wantStatic, wantDNS, gotStatic, gotDNS} {
+		slices.Sort(l)
+	}
+	if !slices.Equal(gotStatic, wantStatic) || !slices.Equal(gotDNS, wantDNS) {
+		t.Errorf("job custinfo scrapes %v and, while they run, %v; the serve services' --metrics-addr are %v (default profile) and %v (other profiles)",
+			gotStatic, gotDNS, wantStatic, wantDNS)
+	}
+
+	// Grafana: anonymous viewers, the data source on the prometheus
+	// service, the dashboard directory where the provider reads it.
+	for k, want := range map[string]string{"GF_AUTH_ANONYMOUS_ENABLED": "true", "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer"} {
+		if got := graf.Environment[k]; got != want {
+			t.Errorf("grafana %s = %q, want %q", k, got, want)
+		}
+	}
+	if mountTarget("grafana", graf, "./deploy/grafana/provisioning") != "/etc/grafana/provisioning" {
+		t.Errorf("grafana does not mount its provisioning at /etc/grafana/provisioning, where Grafana reads it")
+	}
+	dashDir := mountTarget("grafana", graf, "./deploy/grafana/dashboards")
+	var prov struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, "../../deploy/grafana/provisioning/dashboards/custinfo.yml", &prov)
+	if len(prov.Providers) != 1 || prov.Providers[0].Options.Path != dashDir {
+		t.Errorf("dashboard provider reads %+v, want the one path %s where grafana mounts the dashboards", prov.Providers, dashDir)
+	}
+	if home := graf.Environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]; home != dashDir+"/custinfo.json" {
+		t.Errorf("grafana home dashboard %q, want %s/custinfo.json", home, dashDir)
+	}
+	var ds struct {
+		Datasources []struct {
+			UID  string `yaml:"uid"`
+			Type string `yaml:"type"`
+			URL  string `yaml:"url"`
+		} `yaml:"datasources"`
+	}
+	readYAML(t, "../../deploy/grafana/provisioning/datasources/prometheus.yml", &ds)
+	if len(ds.Datasources) != 1 || ds.Datasources[0].URL != "http://prometheus:9090" || ds.Datasources[0].Type != "prometheus" {
+		t.Errorf("data sources %+v, want one prometheus at http://prometheus:9090", ds.Datasources)
+	} else if dash, err := os.ReadFile(dashboardFile); err != nil {
+		t.Error(err)
+	} else if uid := ds.Datasources[0].UID; uid == "" || !strings.Contains(string(dash), `"uid": "`+uid+`"`) {
+		t.Errorf("the dashboard does not refer to the provisioned data source by its uid %q", uid)
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, v); err != nil {
+		t.Fatalf("parse %s: %v", path, err)
 	}
 }

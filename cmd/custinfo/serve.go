@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/custinfo/custinfo/internal/httpapi"
 	"github.com/custinfo/custinfo/internal/reload"
 )
@@ -42,10 +44,18 @@ type serveFlags struct {
 	auditKey       string
 	auditRegion    string
 	accessLogQueue int
+	// accessLogPartitionDays: how many days ahead serve creates the access
+	// log's partitions (0: none).
+	accessLogPartitionDays int
 
 	pprofAddr        string
 	coalesce         bool
 	coalesceInFlight int
+
+	replicaURLs   urlList
+	maxReplicaLag time.Duration
+	listenURL     string
+	drainDelay    time.Duration
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {
@@ -65,6 +75,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	accessLogFlags(fs, e, &f)
 	serveOpsFlags(fs, e, &f)
 	perfFlags(fs, e, &f)
+	scaleFlags(fs, e, &f)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -101,16 +112,26 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
-	pool, err := connect(ctx, f.databaseURL, int32(f.maxConns), ops.poolOptions(f))
+	dbs, err := openDatabases(ctx, f, ops.poolOptions(f), logger)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer dbs.close()
+	pool := dbs.primary
 	metrics := ops.newMetrics(pool)
+	dbs.observe(metrics)
+	ops.replicas = dbs.replicasInUse()
 
 	used := newKeyUse()
-	holder := reload.New(reload.Config{Logger: logger, Pool: pool, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload,
-		Instance: used.instance(f.instance)})
+	rcfg := reload.Config{Logger: logger, Pool: pool, ListenConfig: dbs.listen, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload,
+		Instance: used.instance(f.instance)}
+	if dbs.router != nil {
+		rcfg.LoadedFunc = dbs.router.CheckCatalog // the snapshot must fit the catalog the replicas query
+	}
+	holder := reload.New(rcfg)
+	if err := checkMigrated(ctx, pool); err != nil {
+		return err
+	}
 	if err := holder.Load(ctx); err != nil {
 		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
 	}
@@ -120,9 +141,15 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		defer close(reloadDone)
 		_ = holder.Run(runCtx)
 	}()
+	replicasDone := make(chan struct{})
+	go func() {
+		defer close(replicasDone)
+		dbs.run(runCtx)
+	}()
 	defer func() {
 		stopRun()
 		<-reloadDone
+		<-replicasDone
 	}()
 	alog, err := startAccessLog(runCtx, pool, f, logger)
 	if err != nil {
@@ -134,18 +161,23 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return err
 	}
 	defer stopPprof()
-	coalescer := newCoalescer(f, pool)
+	coalescer := newCoalescer(f, dbs.lookups())
 	defer coalescer.Wait() // its queries end before the pool closes
 	metrics.AccessLogQueueDepthFunc = alog.QueueDepth
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
 	metrics.AccessLogFailedWritesFunc = alog.FailedBatches
+	metrics.ReadyFunc = ops.ready(pool)
+	if coalescer != nil {
+		metrics.CoalescerStatsFunc = coalescer.Stats
+	}
 
 	handler := httpapi.New(httpapi.Config{
 		Logger:          logger,
 		SnapshotFunc:    holder.Snapshot,
-		DB:              pool,
+		DB:              dbs.lookups(),
 		ReadyFunc:       ops.ready(pool),
+		ReplicasFunc:    ops.replicas,
 		IPExtractor:     httpapi.ClientIPExtractor(ops.trusted),
 		Metrics:         metrics,
 		TimestampWindow: f.timestampWindow,
@@ -185,7 +217,14 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	// Drain: /readyz answers 503 and answers close their connections, so a
+	// load balancer stops sending here before the listener closes.
 	ops.draining.Store(true)
+	srv.SetKeepAlivesEnabled(false)
+	if f.drainDelay > 0 {
+		logger.Info("draining: /readyz answers 503", "drain_delay", f.drainDelay.String())
+		time.Sleep(f.drainDelay)
+	}
 	logger.Info("shutting down", "timeout", f.shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
@@ -200,5 +239,22 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		logger.Warn("could not mark this server stopped in custinfo.status", "err", err)
 	}
 	logger.Info("stopped")
+	return nil
+}
+
+// errNotMigrated is serve's whole answer on a database without the schema.
+var errNotMigrated = errors.New("the database has no custinfo schema yet: run custinfo migrate up (with the same DATABASE_URL), then start serve again")
+
+// checkMigrated returns errNotMigrated when the custinfo tables are missing.
+func checkMigrated(ctx context.Context, pool interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) error {
+	var ok bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('custinfo.lookups') IS NOT NULL AND to_regclass('custinfo.api_keys') IS NOT NULL`).Scan(&ok); err != nil {
+		return fmt.Errorf("look for the custinfo schema: %w", err)
+	}
+	if !ok {
+		return errNotMigrated
+	}
 	return nil
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// ReadyFunc reports whether the service can answer lookups (database
 	// reachable, configuration loaded); nil means always ready.
 	ReadyFunc func(ctx context.Context) error
+	// ReplicasFunc, when set, names the read replicas that answer lookups
+	// and those skipped, for the body of /readyz.
+	ReplicasFunc func() (inUse, skipped []string)
 	// NowFunc is the clock; nil means time.Now.
 	NowFunc         func() time.Time
 	TimestampWindow time.Duration
@@ -386,5 +389,24 @@ func (s *server) readyz(c *echo.Context) error {
 		buf := append([]byte(`{"status":"unavailable","reason":`), appendString(nil, reason)...)
 		return c.JSONBlob(http.StatusServiceUnavailable, append(buf, "}\n"...))
 	}
-	return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
+	if s.cfg.ReplicasFunc == nil {
+		return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
+	}
+	inUse, skipped := s.cfg.ReplicasFunc()
+	buf := []byte(`{"status":"ready","replicas_in_use":`)
+	buf = appendStrings(buf, inUse)
+	buf = append(buf, `,"replicas_skipped":`...)
+	buf = appendStrings(buf, skipped)
+	return c.JSONBlob(http.StatusOK, append(buf, "}\n"...))
+}
+
+func appendStrings(buf []byte, ss []string) []byte {
+	buf = append(buf, '[')
+	for i, v := range ss {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, v)
+	}
+	return append(buf, ']')
 }

@@ -3,8 +3,10 @@ package reload_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,14 +170,15 @@ func TestListenerReconnects(t *testing.T) {
 	t.Parallel()
 	pool, h := start(t)
 	ctx := context.Background()
-	// Kill every other backend of this database, the listener's among them.
+	// Kill the listener: its last statement is LISTEN, or the UNLISTEN that
+	// ends its probe.
 	var killed int
 	testwait.Until(t, "listener connected", 2*time.Second, func() bool {
-		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed)
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND (query LIKE 'LISTEN%' OR query LIKE 'UNLISTEN custinfo_probe%')`).Scan(&killed)
 		return err == nil && killed > 0
 	})
 	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'`); err != nil {
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND (query LIKE 'LISTEN%' OR query LIKE 'UNLISTEN custinfo_probe%')`); err != nil {
 		t.Fatal(err)
 	}
 	// A change made while the listener is away is picked up on reconnect, and
@@ -283,5 +286,62 @@ func TestStatusRecorded(t *testing.T) {
 	}
 	if r := read(); r.stoppedAt == nil {
 		t.Error("stopped_at not set by Stopped")
+	}
+}
+
+// syncBuffer is a log destination safe for the Holder's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.b.String(), sub)
+}
+
+// TestConfigLoadedOncePerLoad: starting logs "config loaded" once (the
+// listener's catch-up load finds nothing new), and a change logs it once more.
+func TestConfigLoadedOncePerLoad(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := pool.Exec(ctx, fixture); err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	var logs syncBuffer
+	h := reload.New(reload.Config{Pool: pool, Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := h.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	testwait.Until(t, "listener connected", 5*time.Second, func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'UNLISTEN custinfo_probe%'`).Scan(&n)
+		return err == nil && n > 0
+	})
+	before := h.Snapshot()
+	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret) VALUES ('customer', 'key-two-0123456789')`); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, "the new key loaded", 3*time.Second, func() bool { return h.Snapshot() != before })
+	time.Sleep(200 * time.Millisecond) // room for a duplicate line to show up
+	if n := logs.count("config loaded"); n != 2 {
+		t.Errorf(`"config loaded" logged %d times for the start and one change, want 2:\n%s`, n, logs.b.String())
 	}
 }
