@@ -74,6 +74,7 @@ type Metrics struct {
 
 	mu      sync.Mutex // serialises additions to lookups
 	lookups atomic.Pointer[map[string]*lookupMetrics]
+	replay  atomic.Pointer[replayGuard] // set by New
 }
 
 // ReplicaState is a read replica as the metrics report it.
@@ -261,6 +262,8 @@ var (
 		"Access-log batch writes that failed and are retried (the database unreachable or slow), with checks of a write left in doubt that found no answer; each retry counts.", nil, nil)
 	descPartitions = prometheus.NewDesc("custinfo_access_log_partitions_ensured",
 		"1 when serve's last attempt to create the access log's daily partitions ahead succeeded, 0 when it failed (rows of days without a partition then wait in custinfo.access_log_default).", nil, nil)
+	descReplayEvicted = prometheus.NewDesc("custinfo_replay_guard_evicted_total",
+		"Verified signatures forgotten before their timestamp left the window because more arrived than the replay guard holds; their replay to another lookup is no longer refused.", nil, nil)
 	descCertNotAfter = prometheus.NewDesc("custinfo_tls_cert_not_after_timestamp_seconds",
 		"Expiry of the served TLS certificate, in seconds since the Unix epoch.", nil, nil)
 	descReady = prometheus.NewDesc("custinfo_ready",
@@ -297,7 +300,7 @@ var (
 // Describe sends every metric the collector may report.
 func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descQueueDepth, descWritten, descDropped, descFailedWrites, descPartitions, descCertNotAfter,
+		descQueueDepth, descWritten, descDropped, descFailedWrites, descPartitions, descCertNotAfter, descReplayEvicted,
 		descReady, descCoalescedQueries, descCoalescedRequests,
 		descAcquired, descIdle, descTotal, descConstructing, descMax,
 		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
@@ -330,6 +333,9 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, v)
 		}
+	}
+	if g := m.replay.Load(); g != nil {
+		ch <- prometheus.MustNewConstMetric(descReplayEvicted, prometheus.CounterValue, float64(g.evicted.Load()))
 	}
 	if f := m.TLSCertNotAfterFunc; f != nil {
 		if t := f(); !t.IsZero() {
