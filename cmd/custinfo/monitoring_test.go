@@ -236,6 +236,8 @@ func dashboardQueries(t *testing.T) []string {
 // some setups; the test's server runs without them.
 var optionalMetrics = map[string]string{
 	"custinfo_replica_usable": "exposed only with --replica-database-url",
+	// TestTwoInstances checks it in the scrape.
+	"custinfo_access_log_partitions_ensured": "exposed once serve's first attempt to create the access log's partitions ended (--access-log-partition-days, 7 unless 0)",
 }
 
 // TestDashboardMetricsInScrape runs serve with TLS, coalescing and a

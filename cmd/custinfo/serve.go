@@ -172,6 +172,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
 	metrics.AccessLogFailedWritesFunc = alog.FailedBatches
+	metrics.AccessLogPartitionsFunc = alog.PartitionsEnsured
 	metrics.ReadyFunc = ops.ready(pool)
 	if coalescer != nil {
 		metrics.CoalescerStatsFunc = coalescer.Stats
