@@ -45,6 +45,9 @@ type serveFlags struct {
 	pprofAddr        string
 	coalesce         bool
 	coalesceInFlight int
+
+	// getenv reads the OTEL_* variables of tracing; nil: tracing off.
+	getenv func(string) string
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {
@@ -69,6 +72,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
+	f.getenv = e.getenv
 	logger, err := newLogger(e.stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
@@ -99,7 +103,12 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
-	pool, err := connect(ctx, f.databaseURL, int32(f.maxConns), ops.poolOptions(f))
+	tracer, err := startTracing(ctx, f.getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer tracer.stop(logger) // after the last request's spans end
+	pool, err := connect(ctx, f.databaseURL, int32(f.maxConns), ops.poolOptions(f), tracer.poolOptions)
 	if err != nil {
 		return err
 	}
@@ -153,6 +162,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		QueryTimeout:    f.queryTimeout,
 		DoneFunc:        alog.add,
 		Coalescer:       coalescer,
+		Tracer:          tracer.tracer(),
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/custinfo/custinfo/internal/lookup"
 	"github.com/custinfo/custinfo/internal/phone"
@@ -56,6 +57,9 @@ type Config struct {
 	// Coalescer, when set, runs the lookups, answering requests for the same
 	// lookup that wait while its queries run with one query.
 	Coalescer *lookup.Coalescer
+	// Tracer, when set, traces each lookup request (trace.go); nil turns
+	// tracing off at the cost of a nil check.
+	Tracer trace.Tracer
 }
 
 // Outcome describes one answered lookup request.
@@ -126,6 +130,7 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		o := &Outcome{At: start, RequestID: requestID(r), Status: http.StatusOK, Code: "ok"}
 		c.Response().Header().Set("X-Request-Id", o.RequestID)
 		c.Set("outcome", o)
+		span := s.startRequestSpan(c)
 		err := next(c)
 		if err != nil {
 			ae := writeError(c, err)
@@ -147,6 +152,7 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if o.Lookup != "" && s.cfg.Metrics != nil {
 			s.cfg.Metrics.observe(o)
 		}
+		endRequestSpan(span, o)
 		return nil
 	}
 }
@@ -268,18 +274,22 @@ func (s *server) lookup(c *echo.Context) error {
 	} else if len(auth) > 1 {
 		return &deniedError{Reason: "Authorization appears more than once"}
 	}
+	span := s.startSpan(r.Context(), SpanSignature)
 	key, err := signature.Verify(keys, signedPath(r), body, ts, sig)
+	endSpan(span, err)
 	if err != nil {
 		return &deniedError{Reason: err.Error()}
 	}
 	o.KeyID, o.Verified = key.ID, true
 
+	span = s.startSpan(r.Context(), SpanBind)
 	values, err := decodeFields(body, l.Wants)
-	if err != nil {
-		return err
+	var p lookup.Prepared
+	if err == nil {
+		o.Query = values[l.QueryField()]
+		p, err = l.Bind(values)
 	}
-	o.Query = values[l.QueryField()]
-	p, err := l.Bind(values)
+	endSpan(span, err)
 	if err != nil {
 		return err
 	}
