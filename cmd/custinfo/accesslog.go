@@ -24,26 +24,95 @@ const defaultRetention = 365 * 24 * time.Hour
 
 func runAccessLog(ctx context.Context, args []string, e *env) error {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: custinfo access-log prune|hash [flags]")
+		fmt.Fprintln(e.stderr, "usage: custinfo access-log partitions|prune|hash [flags]")
 		return exitError(2)
 	}
 	switch args[0] {
+	case "partitions":
+		return runAccessLogPartitions(ctx, args[1:], e)
 	case "prune":
 		return runAccessLogPrune(ctx, args[1:], e)
 	case "hash":
 		return runAccessLogHash(args[1:], e)
 	default:
-		return fmt.Errorf("access-log: unknown action %q (want prune or hash)", args[0])
+		return fmt.Errorf("access-log: unknown action %q (want partitions, prune or hash)", args[0])
 	}
 }
 
+// defaultPartitionDays is how many days ahead of today the access log's
+// daily partitions are created, by serve and by access-log partitions ensure.
+const defaultPartitionDays = 7
+
+func runAccessLogPartitions(ctx context.Context, args []string, e *env) error {
+	if len(args) == 0 || (args[0] != "ensure" && args[0] != "list") {
+		fmt.Fprintln(e.stderr, "usage: custinfo access-log partitions ensure|list [flags]")
+		return exitError(2)
+	}
+	action := args[0]
+	fs := newFlagSet(e, "access-log partitions "+action, "[flags]\n\nensure creates the access log's daily partitions (UTC days) from --from to --days\nafter today, and moves rows waiting in the default partition into theirs; serve\ndoes the same hourly. list prints every partition with its bounds.")
+	dbURL := databaseFlag(fs, e)
+	days := fs.Int("days", defaultPartitionDays, "ensure: create partitions up to this many days after today")
+	from := fs.String("from", "", "ensure: first day to create, YYYY-MM-DD (default today, UTC); an earlier day makes room for rows of the past")
+	if err := parseArgs(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("access-log partitions %s: unexpected argument %q", action, fs.Arg(0))
+	}
+	today := time.Now().UTC()
+	first := today
+	if *from != "" {
+		d, err := time.Parse(time.DateOnly, *from)
+		if err != nil {
+			return fmt.Errorf("access-log partitions ensure: --from %q: want a date such as 2026-01-31", *from)
+		}
+		first = d
+	}
+	if *days < 0 || *days >= store.MaxPartitionDays {
+		return fmt.Errorf("access-log partitions ensure: --days must be between 0 and %d", store.MaxPartitionDays-1)
+	}
+	last := today.AddDate(0, 0, *days)
+	pool, err := connect(ctx, *dbURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st := store.New(pool)
+	if action == "ensure" {
+		n, err := st.EnsureAccessLogPartitions(ctx, first, last)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "created %d partitions (%s to %s)\n", n, first.Format(time.DateOnly), last.Format(time.DateOnly))
+		return nil
+	}
+	parts, err := st.AccessLogPartitions(ctx)
+	if err != nil {
+		return err
+	}
+	bound := func(t *time.Time, none string) string {
+		if t == nil {
+			return none
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	for _, p := range parts {
+		if p.Default {
+			fmt.Fprintf(e.stdout, "%-28s DEFAULT\n", p.Name)
+			continue
+		}
+		fmt.Fprintf(e.stdout, "%-28s %-20s to %s\n", p.Name, bound(p.From, "MINVALUE"), bound(p.To, "MAXVALUE"))
+	}
+	return nil
+}
+
 func runAccessLogPrune(ctx context.Context, args []string, e *env) error {
-	fs := newFlagSet(e, "access-log prune", "[flags]\n\nDeletes access-log rows older than --older-than, in batches. The default keeps one\nyear, the least that Korean personal-information rules ask for.")
+	fs := newFlagSet(e, "access-log prune", "[flags]\n\nRemoves access-log rows older than --older-than: drops each daily partition\nwholly older, and deletes the older rows of the partitions that are not a day\n(access_log_legacy, rows from before partitioning, and access_log_default) in\nbatches. The default keeps one year, the least that Korean personal-information\nrules ask for.")
 	dbURL := databaseFlag(fs, e)
 	olderThan := fs.String("older-than", e.stringEnv("CUSTINFO_ACCESS_LOG_RETENTION", "365d"),
-		"delete rows older than this: a duration such as 8760h, or days such as 365d (env CUSTINFO_ACCESS_LOG_RETENTION)")
-	batch := fs.Int("batch", 10000, "rows deleted per statement")
-	dryRun := fs.Bool("dry-run", false, "only count the rows that would be deleted")
+		"remove rows older than this: a duration such as 8760h, or days such as 365d (env CUSTINFO_ACCESS_LOG_RETENTION)")
+	batch := fs.Int("batch", 10000, "rows deleted per statement from the partitions that are not a day")
+	dryRun := fs.Bool("dry-run", false, "only count what would be removed")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -67,21 +136,26 @@ func runAccessLogPrune(ctx context.Context, args []string, e *env) error {
 	}
 	defer pool.Close()
 	st := store.New(pool)
-	cutoff := before.UTC().Format(time.RFC3339)
+	what := fmt.Sprintf("older than %s (before %s)", strings.TrimSpace(*olderThan), before.UTC().Format(time.RFC3339))
+	res, err := st.PruneAccessLog(ctx, before, *batch, *dryRun, nil)
 	if *dryRun {
-		n, err := st.CountAccessLogBefore(ctx, before)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "would delete %d rows older than %s (before %s)\n", n, strings.TrimSpace(*olderThan), cutoff)
+		fmt.Fprintf(e.stdout, "would drop %d partitions (%d rows) and delete %d rows %s\n", len(res.Dropped), res.DroppedRows, res.Deleted, what)
+		for _, p := range res.Dropped {
+			fmt.Fprintf(e.stdout, "  %s\n", p)
+		}
 		return nil
 	}
-	n, err := st.PruneAccessLog(ctx, before, *batch, nil)
 	if err != nil {
-		fmt.Fprintf(e.stdout, "deleted %d rows before stopping\n", n)
+		fmt.Fprintf(e.stdout, "dropped %d partitions and deleted %d rows before stopping\n", len(res.Dropped), res.Deleted)
 		return err
 	}
-	fmt.Fprintf(e.stdout, "deleted %d rows older than %s (before %s)\n", n, strings.TrimSpace(*olderThan), cutoff)
+	fmt.Fprintf(e.stdout, "dropped %d partitions and deleted %d rows %s\n", len(res.Dropped), res.Deleted, what)
+	for _, p := range res.Dropped {
+		fmt.Fprintf(e.stdout, "  %s\n", p)
+	}
 	return nil
 }
 
@@ -157,20 +231,69 @@ func accessLogFlags(fs *flag.FlagSet, e *env, f *serveFlags) {
 	auditRegionVar(fs, e, &f.auditRegion)
 	fs.IntVar(&f.accessLogQueue, "access-log-queue", audit.DefaultQueueSize,
 		"access-log entries held in memory while waiting to be written; beyond it entries are dropped and counted")
+	fs.IntVar(&f.accessLogPartitionDays, "access-log-partition-days", defaultPartitionDays,
+		"create the access log's daily partitions this many days ahead, at start and hourly (0: leave it to custinfo access-log partitions ensure)")
 }
 
-// accessLog is serve's access-log writer, running in its own goroutine.
+// accessLog is serve's access-log writer, running in its own goroutine,
+// with the goroutine that creates the log's partitions ahead of need.
 type accessLog struct {
 	*audit.Writer
-	runDone chan struct{}
-	timeout time.Duration
-	once    sync.Once
+	runDone   chan struct{}
+	stopParts context.CancelFunc
+	partsDone chan struct{}
+	timeout   time.Duration
+	once      sync.Once
+}
+
+// partitionInterval is how often serve makes sure the access log's
+// partitions exist ahead; partitionRetry the first wait after a failure.
+const (
+	partitionInterval = time.Hour
+	partitionRetry    = time.Minute
+)
+
+// maintainPartitions creates the access log's partitions from today to days
+// ahead, at once and then every partitionInterval, until ctx ends. Several
+// servers doing so on one database create each partition once. A failure
+// (a role that may not call the function, the database away) is logged and
+// tried again sooner, backing off to partitionInterval.
+func maintainPartitions(ctx context.Context, st *store.Store, days int, logger *slog.Logger) {
+	retry := partitionRetry
+	for {
+		wait := partitionInterval
+		now := time.Now()
+		n, err := st.EnsureAccessLogPartitions(ctx, now, now.AddDate(0, 0, days))
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			logger.Warn("access-log partitions not created: rows of a day without one wait in custinfo.access_log_default (grant EXECUTE on custinfo.access_log_ensure_partitions, see db/roles/serve_role.sql, or run custinfo access-log partitions ensure)",
+				"err", err, "retry_in", retry.String())
+			wait, retry = retry, min(2*retry, partitionInterval)
+		default:
+			retry = partitionRetry
+			if n > 0 {
+				logger.Info("access-log partitions created", "count", n, "through", now.AddDate(0, 0, days).UTC().Format(time.DateOnly))
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // startAccessLog starts the access-log writer for serve; stop it with close.
 func startAccessLog(ctx context.Context, pool *pgxpool.Pool, f serveFlags, logger *slog.Logger) (*accessLog, error) {
 	if _, err := phone.ParseRegion(f.auditRegion); err != nil {
 		return nil, fmt.Errorf("--audit-region: %w", err)
+	}
+	if f.accessLogPartitionDays < 0 || f.accessLogPartitionDays >= store.MaxPartitionDays {
+		return nil, fmt.Errorf("--access-log-partition-days %d: want 0 to %d", f.accessLogPartitionDays, store.MaxPartitionDays-1)
 	}
 	if f.accessLogQueue < 0 || f.accessLogQueue > 1_000_000 {
 		return nil, fmt.Errorf("--access-log-queue %d: want 1 to 1000000 (0: the default, %d)", f.accessLogQueue, audit.DefaultQueueSize)
@@ -190,13 +313,22 @@ func startAccessLog(ctx context.Context, pool *pgxpool.Pool, f serveFlags, logge
 			Hasher:     audit.NewHasher(f.auditKey, f.auditRegion),
 			QueueSize:  f.accessLogQueue,
 		}),
-		runDone: make(chan struct{}),
-		timeout: f.shutdownTimeout,
+		runDone:   make(chan struct{}),
+		partsDone: make(chan struct{}),
+		timeout:   f.shutdownTimeout,
 	}
 	go func() {
 		defer close(a.runDone)
 		if err := a.Run(ctx); err != nil {
 			logger.Error("access log", "err", err)
+		}
+	}()
+	pctx, stopParts := context.WithCancel(ctx)
+	a.stopParts = stopParts
+	go func() {
+		defer close(a.partsDone)
+		if f.accessLogPartitionDays > 0 {
+			maintainPartitions(pctx, st, f.accessLogPartitionDays, logger)
 		}
 	}()
 	return a, nil
@@ -229,6 +361,8 @@ func (a *accessLog) close(logger *slog.Logger) {
 }
 
 func (a *accessLog) flush(logger *slog.Logger) {
+	a.stopParts()
+	<-a.partsDone
 	ctx, cancel := context.WithTimeout(context.Background(), max(a.timeout, time.Second))
 	defer cancel()
 	err := a.Close(ctx)

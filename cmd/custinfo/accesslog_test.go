@@ -397,11 +397,20 @@ func TestAccessLogCommands(t *testing.T) {
 			wantOut: audit.HashQuery(alAuditKey, "01024681357", "KR") + "\n"},
 		{name: "hash without a key", args: []string{"hash", "010-2468-1357"}, wantErr: true},
 		{name: "hash with a bad region", args: []string{"hash", "--audit-key", "k", "--audit-region", "ZZ", "1"}, wantErr: true},
-		{name: "dry run", args: []string{"prune", "--dry-run"}, wantOut: "would delete 5 rows older than 365d"},
-		{name: "prune the default year", args: []string{"prune", "--batch", "3"}, wantOut: "deleted 5 rows older than 365d"},
-		{name: "prune again", args: []string{"prune"}, wantOut: "deleted 0 rows"},
-		{name: "prune 150 days", args: []string{"prune", "--older-than", "150d"}, wantOut: "deleted 2 rows older than 150d",
+		// Rows of the year before today leave the default partition for
+		// partitions of their days; older ones stay there.
+		{name: "ensure partitions", args: []string{"partitions", "ensure", "--days", "3"}, wantOut: "created "},
+		{name: "dry run", args: []string{"prune", "--dry-run"}, wantOut: "would drop 0 partitions (0 rows) and delete 5 rows older than 365d"},
+		{name: "prune the default year", args: []string{"prune", "--batch", "3"}, wantOut: "dropped 0 partitions and deleted 5 rows older than 365d"},
+		{name: "prune again", args: []string{"prune"}, wantOut: "dropped 0 partitions and deleted 0 rows"},
+		{name: "prune 150 days", args: []string{"prune", "--older-than", "150d"}, wantOut: "dropped 2 partitions and deleted 0 rows older than 150d",
 			wantStderr: "keeping less than one year"},
+		{name: "list partitions", args: []string{"partitions", "list"}, wantOut: alDay(-100) + " "},
+		{name: "ensure from a date", args: []string{"partitions", "ensure", "--from", time.Now().UTC().AddDate(0, 0, -120).Format(time.DateOnly), "--days", "0"}, wantOut: "created "},
+		{name: "list partitions again", args: []string{"partitions", "list"}, wantOut: alDay(-120) + " "},
+		{name: "ensure from a bad date", args: []string{"partitions", "ensure", "--from", "yesterday"}, wantErr: true},
+		{name: "ensure too far", args: []string{"partitions", "ensure", "--days", "400"}, wantErr: true},
+		{name: "partitions without an action", args: []string{"partitions"}, wantErr: true},
 		{name: "bad duration", args: []string{"prune", "--older-than", "soon"}, wantErr: true},
 		{name: "unknown action", args: []string{"vacuum"}, wantErr: true},
 	}
@@ -424,4 +433,10 @@ func TestAccessLogCommands(t *testing.T) {
 	if left != 2 {
 		t.Errorf("access_log has %d rows after pruning, want 2 (0 and 100 days old)", left)
 	}
+}
+
+// alDay is the name of the access log's partition of the UTC day n days
+// from now.
+func alDay(n int) string {
+	return "access_log_" + time.Now().UTC().AddDate(0, 0, n).Format("20060102")
 }

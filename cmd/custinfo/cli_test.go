@@ -126,7 +126,10 @@ func TestCLILookupsCheck(t *testing.T) {
 	if !strings.Contains(out, "warning: param \"callNum\"") || !strings.Contains(out, "CREATE INDEX ON \"demo\".\"customers\" (\"phone\")") {
 		t.Errorf("lookups check without the phone index gives no index warning:\n%s", out)
 	}
-	if _, err := pool.Exec(ctx, `UPDATE custinfo.lookup_results SET source_column = 'full_name' WHERE lookup = 'customer' AND field = 'userName'`); err != nil {
+	// The statement-time checks would refuse the typo: switched off here to
+	// test what check reports at load.
+	if _, err := pool.Exec(ctx, `BEGIN; SET LOCAL custinfo.mapping_checks = off;
+UPDATE custinfo.lookup_results SET source_column = 'full_name' WHERE lookup = 'customer' AND field = 'userName'; COMMIT`); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := cliRun(t, "", "lookups", "check", "--database-url", url)

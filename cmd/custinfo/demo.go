@@ -39,29 +39,59 @@ CREATE OR REPLACE VIEW demo.customer_cards AS
 `
 
 // demoFill inserts customers $1+1 .. $2. The national number of customer i is
-// 010 followed by 8 digits that are a bijection of i, spelled one of four
-// ways by i mod 4; names are built from common Korean family and given names.
+// 010 followed by 8 digits that are a bijection of i. Most numbers are
+// spelled one of four ways by i mod 4; one in fifty of each of the residues
+// listed in demoMessy (i mod 50) is spelled as people type numbers into a
+// CRM, so the demo shows that every spelling is found. names are built from
+// common Korean family and given names.
 const demoFill = `
 INSERT INTO demo.customers (id, customer_no, name, phone, email)
 SELECT i,
        'C-' || lpad(i::text, greatest(7, length(i::text)), '0'),
        (ARRAY['김','이','박','최','정','강','조','윤','장','임','한','오','서','신','권','황','안','송','류','홍'])[1 + i % 20]
          || (ARRAY['민준','서연','도윤','하은','시우','지우','주원','서윤','하준','지민','예준','수아','지호','채원','준서','지유'])[1 + (i / 20) % 16],
-       CASE i % 4
-         WHEN 0 THEN '010-' || substr(n, 1, 4) || '-' || substr(n, 5, 4)
-         WHEN 1 THEN '010' || n
-         WHEN 2 THEN '+82 10-' || substr(n, 1, 4) || '-' || substr(n, 5, 4)
-         ELSE '+8210' || n
+       CASE
+         WHEN i % 50 = 5  THEN '010 ' || a || ' ' || b
+         WHEN i % 50 = 11 THEN '(010) ' || a || '-' || b
+         WHEN i % 50 = 17 THEN '010–' || a || '–' || b
+         WHEN i % 50 = 23 THEN translate('010-' || a || '-' || b, '0123456789', '０１２３４５６７８９')
+         WHEN i % 50 = 29 THEN '+82 (0)10 ' || a || ' ' || b
+         WHEN i % 50 = 31 THEN '0082-10-' || a || '-' || b
+         WHEN i % 50 = 37 THEN 'tel:+82-10-' || a || '-' || b
+         WHEN i % 50 = 41 THEN '010-' || a || '-' || b || ' (mobile)'
+         WHEN i % 50 = 43 THEN '010-' || a || '-' || b || ' ext. 12'
+         WHEN i % 50 = 47 THEN '82-10-' || a || '-' || b
+         WHEN i % 50 = 49 THEN '010-' || a || '-' || b || '(본인)'
+         WHEN i % 4 = 0 THEN '010-' || a || '-' || b
+         WHEN i % 4 = 1 THEN '010' || a || b
+         WHEN i % 4 = 2 THEN '+82 10-' || a || '-' || b
+         ELSE '+8210' || a || b
        END,
        'customer' || i || '@example.com'
-FROM (SELECT i, lpad(((i * 7919 + 12345678) % 100000000)::text, 8, '0') AS n
-      FROM generate_series($1::bigint + 1, $2::bigint) AS i) s
+FROM (SELECT i, substr(n, 1, 4) AS a, substr(n, 5, 4) AS b
+      FROM (SELECT i, lpad(((i * 7919 + 12345678) % 100000000)::text, 8, '0') AS n
+            FROM generate_series($1::bigint + 1, $2::bigint) AS i) s) t
 ON CONFLICT (id) DO NOTHING;
 INSERT INTO demo.accounts (customer_id, tier, balance)
 SELECT i, (ARRAY['basic','silver','gold','vip'])[1 + i % 4], (i % 1000) * 1000
 FROM generate_series($1::bigint + 1, $2::bigint) AS i
 ON CONFLICT (customer_id) DO NOTHING;
 `
+
+// demoMessy are the residues of i mod 50 whose customers demoFill stores
+// in a messy spelling, with an example of each (the number 010-1234-5678).
+var demoMessy = []struct {
+	Residue int
+	Example string
+}{
+	{5, "010 1234 5678"}, {11, "(010) 1234-5678"}, {17, "010–1234–5678"}, {23, "０１０-１２３４-５６７８"},
+	{29, "+82 (0)10 1234 5678"}, {31, "0082-10-1234-5678"}, {37, "tel:+82-10-1234-5678"},
+	{41, "010-1234-5678 (mobile)"}, {43, "010-1234-5678 ext. 12"}, {47, "82-10-1234-5678"}, {49, "010-1234-5678(본인)"},
+}
+
+// demoPhoneKeyIndex indexes the normalised form of every stored number,
+// which phone lookups match when the index exists.
+const demoPhoneKeyIndex = `CREATE INDEX IF NOT EXISTS customers_phone_key_idx ON demo.customers (custinfo.phone_key(phone))`
 
 // demoLookups (re)defines the demo lookups.
 const demoLookups = `
@@ -114,6 +144,15 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 			return fmt.Errorf("demo: insert customers: %w", err)
 		}
 	}
+	var haveKey bool
+	if err := pool.QueryRow(ctx, `SELECT to_regprocedure('custinfo.phone_key(text)') IS NOT NULL`).Scan(&haveKey); err != nil {
+		return fmt.Errorf("demo: look for custinfo.phone_key: %w", err)
+	}
+	if haveKey {
+		if _, err := pool.Exec(ctx, demoPhoneKeyIndex); err != nil {
+			return fmt.Errorf("demo: create the phone_key index: %w", err)
+		}
+	}
 	if have < *rows {
 		if _, err := pool.Exec(ctx, `ANALYZE demo.customers; ANALYZE demo.accounts`); err != nil {
 			return fmt.Errorf("demo: analyze: %w", err)
@@ -136,6 +175,13 @@ func runDemo(ctx context.Context, args []string, e *env) error {
 	fmt.Fprintf(e.stdout, "demo ready: %d customers in demo.customers; lookups customer and customer_card\n", max(have, *rows))
 	fmt.Fprintf(e.stdout, "demo key: %s\n", secret)
 	fmt.Fprintf(e.stdout, "sample numbers as stored: %s, %s, %s\n", sample[0], sample[1], sample[2])
+	var messy []string
+	if err := pool.QueryRow(ctx, `SELECT coalesce(array_agg(phone ORDER BY id), '{}') FROM demo.customers WHERE id IN (23, 29, 41)`).Scan(&messy); err != nil {
+		return fmt.Errorf("demo: sample number: %w", err)
+	}
+	if len(messy) > 0 {
+		fmt.Fprintf(e.stdout, "and a few as people type them: %s\n", strings.Join(messy, ", "))
+	}
 	fmt.Fprintf(e.stdout, "try: custinfo sign --url http://localhost:8080/v1/lookups/customer --key %s '{\"callNum\":\"%s\",\"nation\":\"82\"}'\n", secret, sample[0])
 	return nil
 }

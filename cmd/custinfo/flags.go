@@ -51,6 +51,29 @@ func connect(ctx context.Context, url string, maxConns int32, opts ...func(*pgxp
 	if url == "" {
 		return nil, fmt.Errorf("no database: set --database-url or DATABASE_URL")
 	}
+	cfg, err := poolConfig(url, maxConns, opts...)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %w", redactURL(cfg), err)
+	}
+	return pool, nil
+}
+
+// poolConfig parses url into a pool configuration with serve's defaults
+// (connect timeout, application_name); each opt adjusts it. The query exec
+// mode comes from the URL: default_query_exec_mode=exec (or
+// simple_protocol) runs without named prepared statements, as PgBouncer
+// before 1.21 needs in transaction mode.
+func poolConfig(url string, maxConns int32, opts ...func(*pgxpool.Config)) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -69,17 +92,7 @@ func connect(ctx context.Context, url string, maxConns int32, opts ...func(*pgxp
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "custinfo"
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to %s: %w", redactURL(cfg), err)
-	}
-	return pool, nil
+	return cfg, nil
 }
 
 // connectWaitFlag registers --connect-wait with CUSTINFO_CONNECT_WAIT as its

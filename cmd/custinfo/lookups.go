@@ -96,8 +96,10 @@ func runLookupsList(ctx context.Context, args []string, e *env) error {
 }
 
 func runLookupsCheck(ctx context.Context, args []string, e *env) error {
-	fs := newFlagSet(e, "lookups check", "[NAME] [flags]\n\nChecks every lookup (or NAME) against the database: exits 1 when one is broken.")
+	fs := newFlagSet(e, "lookups check", "[NAME] [flags]\n\nChecks every lookup (or NAME) against the database: exits 1 when one is broken.\nFor phone matches it also reads a sample of the stored values and says which can\nnever be matched, and whether the custinfo.phone_key index serves the match.")
 	dbURL := databaseFlag(fs, e)
+	sample := fs.Int("sample", lookup.DefaultSampleSize, "stored values read per phone match to check the data (0: no data check)")
+	sampleTimeout := fs.Duration("sample-timeout", lookup.DefaultSampleTimeout, "time limit of each sample query")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -138,6 +140,24 @@ func runLookupsCheck(ctx context.Context, args []string, e *env) error {
 		}
 		for _, w := range warnings {
 			fmt.Fprintf(e.stdout, "  warning: %s\n", w)
+		}
+		idx, err := l.PhoneKeyIndexLines(ctx, pool)
+		if err != nil {
+			return fmt.Errorf("lookup %s: %w", name, err)
+		}
+		for _, line := range idx {
+			fmt.Fprintf(e.stdout, "  %s\n", line)
+		}
+		if *sample > 0 {
+			reports, err := l.SampleData(ctx, pool, lookup.SampleOptions{Size: *sample, Timeout: *sampleTimeout})
+			if err != nil {
+				return fmt.Errorf("lookup %s: %w", name, err)
+			}
+			for _, r := range reports {
+				for _, line := range r.Lines() {
+					fmt.Fprintf(e.stdout, "  %s\n", line)
+				}
+			}
 		}
 	}
 	if broken > 0 {

@@ -55,7 +55,7 @@ func commands() []command {
 		{"lookups", "list, check and try lookups", runLookups},
 		{"sign", "sign and send a request exactly as the helpdesk does", runSign},
 		{"demo", "create demo customers, lookups and a key", runDemo},
-		{"access-log", "maintain the access log (prune)", runAccessLog},
+		{"access-log", "maintain the access log (partitions, prune, hash)", runAccessLog},
 	}
 }
 

@@ -275,7 +275,7 @@ func TestMetricsAddr(t *testing.T) {
 		contains  string
 	}{
 		{"metrics on the metrics listener", s.metricsBase + "/metrics", 200, `custinfo_requests_total{code="ok",lookup="customer"} 1`},
-		{"pool stats on the metrics listener", s.metricsBase + "/metrics", 200, `custinfo_db_pool_max_conns `},
+		{"pool stats on the metrics listener", s.metricsBase + "/metrics", 200, `custinfo_db_pool_max_conns{pool="primary"} `},
 		{"reloads on the metrics listener", s.metricsBase + "/metrics", 200, `custinfo_config_reloads_total{result="ok"} `},
 		{"readyz on the metrics listener", s.metricsBase + "/readyz", 200, `"ready"`},
 		{"healthz on the metrics listener", s.metricsBase + "/healthz", 200, `"ok"`},

@@ -100,7 +100,7 @@ func TestServeLeastPrivilege(t *testing.T) {
 	}
 
 	roleURL := asUser(t, dbURL, url.User(role))
-	s := opsStart(t, serveFlags{databaseURL: roleURL})
+	s := opsStart(t, serveFlags{databaseURL: roleURL, accessLogPartitionDays: 30})
 	const lookups = 3
 	for range lookups {
 		status, body := opsDo(t, opsClient, opsLookup(t, s.base, "customer", opsKey, `{"callNum":"`+opsPhone+`"}`, ""))
@@ -141,7 +141,11 @@ func TestServeLeastPrivilege(t *testing.T) {
 		{"change a lookup", `UPDATE custinfo.lookups SET allowed_networks = NULL`, false},
 		{"delete a mapping", `DELETE FROM custinfo.lookup_results`, false},
 		{"ask whether a transaction committed", `SELECT pg_xact_status(pg_current_xact_id())`, true},
+		{"create access-log partitions", `SELECT custinfo.access_log_ensure_partitions(current_date, current_date + 30)`, true},
 		{"read the access log", `SELECT count(*) FROM custinfo.access_log`, false},
+		{"read a partition of the access log", `SELECT count(*) FROM custinfo.access_log_default`, false},
+		{"detach a partition", `ALTER TABLE custinfo.access_log DETACH PARTITION custinfo.access_log_default`, false},
+		{"drop a partition", `DROP TABLE custinfo.access_log_default`, false},
 		{"erase the access log", `DELETE FROM custinfo.access_log`, false},
 		{"rewrite the access log", `UPDATE custinfo.access_log SET code = 'ok'`, false},
 		{"truncate the access log", `TRUNCATE custinfo.access_log`, false},

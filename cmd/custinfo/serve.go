@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/custinfo/custinfo/internal/httpapi"
 	"github.com/custinfo/custinfo/internal/reload"
 )
@@ -41,10 +43,18 @@ type serveFlags struct {
 	auditKey       string
 	auditRegion    string
 	accessLogQueue int
+	// accessLogPartitionDays: how many days ahead serve creates the access
+	// log's partitions (0: none).
+	accessLogPartitionDays int
 
 	pprofAddr        string
 	coalesce         bool
 	coalesceInFlight int
+
+	replicaURLs   urlList
+	maxReplicaLag time.Duration
+	listenURL     string
+	drainDelay    time.Duration
 
 	// getenv reads the OTEL_* variables of tracing; nil: tracing off.
 	getenv func(string) string
@@ -66,6 +76,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	accessLogFlags(fs, e, &f)
 	serveOpsFlags(fs, e, &f)
 	perfFlags(fs, e, &f)
+	scaleFlags(fs, e, &f)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,14 +119,22 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return err
 	}
 	defer tracer.stop(logger) // after the last request's spans end
-	pool, err := connect(ctx, f.databaseURL, int32(f.maxConns), ops.poolOptions(f), tracer.poolOptions)
+	poolOpts := ops.poolOptions(f)
+	dbs, err := openDatabases(ctx, f, func(c *pgxpool.Config) { poolOpts(c); tracer.poolOptions(c) }, logger)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer dbs.close()
+	pool := dbs.primary
 	metrics := ops.newMetrics(pool)
+	dbs.observe(metrics)
+	ops.replicas = dbs.replicasInUse()
 
-	holder := reload.New(reload.Config{Logger: logger, Pool: pool, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload})
+	rcfg := reload.Config{Logger: logger, Pool: pool, ListenConfig: dbs.listen, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload}
+	if dbs.router != nil {
+		rcfg.LoadedFunc = dbs.router.CheckCatalog // the snapshot must fit the catalog the replicas query
+	}
+	holder := reload.New(rcfg)
 	if err := holder.Load(ctx); err != nil {
 		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
 	}
@@ -125,9 +144,15 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		defer close(reloadDone)
 		_ = holder.Run(runCtx)
 	}()
+	replicasDone := make(chan struct{})
+	go func() {
+		defer close(replicasDone)
+		dbs.run(runCtx)
+	}()
 	defer func() {
 		stopRun()
 		<-reloadDone
+		<-replicasDone
 	}()
 	alog, err := startAccessLog(runCtx, pool, f, logger)
 	if err != nil {
@@ -139,7 +164,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return err
 	}
 	defer stopPprof()
-	coalescer := newCoalescer(f, pool)
+	coalescer := newCoalescer(f, dbs.lookups())
 	defer coalescer.Wait() // its queries end before the pool closes
 	metrics.AccessLogQueueDepthFunc = alog.QueueDepth
 	metrics.AccessLogWrittenFunc = alog.Written
@@ -153,8 +178,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	handler := httpapi.New(httpapi.Config{
 		Logger:          logger,
 		SnapshotFunc:    holder.Snapshot,
-		DB:              pool,
+		DB:              dbs.lookups(),
 		ReadyFunc:       ops.ready(pool),
+		ReplicasFunc:    ops.replicas,
 		IPExtractor:     httpapi.ClientIPExtractor(ops.trusted),
 		Metrics:         metrics,
 		TimestampWindow: f.timestampWindow,
@@ -195,7 +221,14 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	// Drain: /readyz answers 503 and answers close their connections, so a
+	// load balancer stops sending here before the listener closes.
 	ops.draining.Store(true)
+	srv.SetKeepAlivesEnabled(false)
+	if f.drainDelay > 0 {
+		logger.Info("draining: /readyz answers 503", "drain_delay", f.drainDelay.String())
+		time.Sleep(f.drainDelay)
+	}
 	logger.Info("shutting down", "timeout", f.shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()

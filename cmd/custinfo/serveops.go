@@ -52,6 +52,8 @@ type serveOps struct {
 	cert     *certReloader // nil: plain HTTP
 	metrics  *httpapi.Metrics
 	draining atomic.Bool
+	// replicas names the replicas in use for /readyz; nil without replicas.
+	replicas func() (inUse, skipped []string)
 }
 
 // newServeOps checks the operational flags and loads the TLS certificate,
@@ -124,6 +126,7 @@ func (o *serveOps) start(ctx context.Context, f serveFlags, pool *pgxpool.Pool, 
 			Handler: httpapi.NewOpsHandler(httpapi.Config{
 				SnapshotFunc: holder.Snapshot,
 				ReadyFunc:    o.ready(pool),
+				ReplicasFunc: o.replicas,
 			}, o.metrics),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,

@@ -49,3 +49,12 @@ GRANT SELECT ON custinfo.lookups, custinfo.lookup_params, custinfo.lookup_result
 -- every role may call, whether its transaction committed.)
 GRANT INSERT ON custinfo.access_log TO :"role";
 GRANT USAGE ON SEQUENCE custinfo.access_log_id_seq TO :"role";
+-- Its daily partitions, created ahead by serve: the function runs as the
+-- owner of the access log and only adds partitions (and moves rows waiting in
+-- the default partition into theirs); it cannot drop or change a row.
+GRANT EXECUTE ON FUNCTION custinfo.access_log_ensure_partitions(date, date) TO :"role";
+
+-- phone matching computes custinfo.phone_key(column) in the lookup queries.
+-- Functions are executable by PUBLIC unless revoked; granted here explicitly
+-- so a database that revokes it still serves.
+GRANT EXECUTE ON FUNCTION custinfo.phone_key(text) TO :"role";

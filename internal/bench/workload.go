@@ -92,8 +92,19 @@ func newWorkload(rng *rand.Rand, n int, rows int64, hitPercent int) []item {
 	return items
 }
 
-// storedPhone returns customer i's phone as the demo data stores it.
+// messyResidues are the values of i mod 50 for which the demo data stores
+// customer i's number as people type it ("(010) 1234-5678", full-width
+// digits, "010-1234-5678 (mobile)" ...; see demoFill in cmd/custinfo). The
+// workload draws no hits among them, so that builds from before those
+// spellings were matched answer the same requests correctly.
+var messyResidues = [50]bool{5: true, 11: true, 17: true, 23: true, 29: true, 31: true, 37: true, 41: true, 43: true, 47: true, 49: true}
+
+// storedPhone returns customer i's phone as the demo data stores it, or ""
+// for a messy spelling (see messyResidues).
 func storedPhone(i int64) string {
+	if messyResidues[i%50] {
+		return ""
+	}
 	d := eightDigits(i)
 	switch i % 4 {
 	case 0:
@@ -110,6 +121,9 @@ func storedPhone(i int64) string {
 // matchesStored reports whether customer i's number, sent as sp spells it, is
 // matched by the phone package to the spelling the demo data stored.
 func matchesStored(i int64, sp spelling) bool {
+	if messyResidues[i%50] {
+		return false
+	}
 	d := eightDigits(i)
 	region := sp.nation
 	if region == "" {

@@ -40,6 +40,9 @@ type Config struct {
 	// ReadyFunc reports whether the service can answer lookups (database
 	// reachable, configuration loaded); nil means always ready.
 	ReadyFunc func(ctx context.Context) error
+	// ReplicasFunc, when set, names the read replicas that answer lookups
+	// and those skipped, for the body of /readyz.
+	ReplicasFunc func() (inUse, skipped []string)
 	// NowFunc is the clock; nil means time.Now.
 	NowFunc         func() time.Time
 	TimestampWindow time.Duration
@@ -85,7 +88,29 @@ type Outcome struct {
 }
 
 type server struct {
-	cfg Config
+	cfg       Config
+	diagnoses diagnoseLimit
+}
+
+// diagnosesPerSecond bounds the work spent naming the mistake behind refused
+// signatures (signature.Diagnose): past it, a 403 is logged without one.
+const diagnosesPerSecond = 20
+
+// diagnoseLimit allows diagnosesPerSecond diagnoses per wall-clock second.
+type diagnoseLimit struct {
+	mu     sync.Mutex
+	second int64
+	n      int
+}
+
+func (l *diagnoseLimit) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec := now.Unix(); sec != l.second {
+		l.second, l.n = sec, 0
+	}
+	l.n++
+	return l.n <= diagnosesPerSecond
 }
 
 // New returns the HTTP handler of the service.
@@ -278,7 +303,13 @@ func (s *server) lookup(c *echo.Context) error {
 	key, err := signature.Verify(keys, signedPath(r), body, ts, sig)
 	endSpan(span, err)
 	if err != nil {
-		return &deniedError{Reason: err.Error()}
+		reason := err.Error()
+		if errors.Is(err, signature.ErrMismatch) && s.diagnoses.allow(now) {
+			if d := signature.Diagnose(keys, signedPath(r), body, ts, sig); d != "" {
+				reason += "; " + d
+			}
+		}
+		return &deniedError{Reason: reason}
 	}
 	o.KeyID, o.Verified = key.ID, true
 
@@ -368,5 +399,24 @@ func (s *server) readyz(c *echo.Context) error {
 		buf := append([]byte(`{"status":"unavailable","reason":`), appendString(nil, reason)...)
 		return c.JSONBlob(http.StatusServiceUnavailable, append(buf, "}\n"...))
 	}
-	return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
+	if s.cfg.ReplicasFunc == nil {
+		return c.JSONBlob(http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
+	}
+	inUse, skipped := s.cfg.ReplicasFunc()
+	buf := []byte(`{"status":"ready","replicas_in_use":`)
+	buf = appendStrings(buf, inUse)
+	buf = append(buf, `,"replicas_skipped":`...)
+	buf = appendStrings(buf, skipped)
+	return c.JSONBlob(http.StatusOK, append(buf, "}\n"...))
+}
+
+func appendStrings(buf []byte, ss []string) []byte {
+	buf = append(buf, '[')
+	for i, v := range ss {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, v)
+	}
+	return append(buf, ']')
 }

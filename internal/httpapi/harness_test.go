@@ -105,9 +105,11 @@ INSERT INTO custinfo.api_keys (lookup, secret, label, schemes, expires_at, revok
     ('customer_phone', 'by-id-key',                'phone',            '{body}',          NULL, NULL);
 `
 
-// faultsSQL adds a lookup whose mapping names a missing column and one whose
-// source sleeps past any sensible query timeout.
+// faultsSQL adds a lookup whose mapping names a column dropped after the
+// mapping was written (the statement-time check accepted it; the load-time
+// check catches it) and one whose source sleeps past any sensible query timeout.
 const faultsSQL = `
+ALTER TABLE crm.customers ADD COLUMN nickname text;
 INSERT INTO custinfo.lookups (name, source) VALUES ('broken', 'crm.customers'), ('slow', 'crm.slow_customers');
 INSERT INTO custinfo.lookup_params (lookup, field, source_column, match, required) VALUES
     ('broken', 'callNum', 'phone', 'exact', true),
@@ -120,6 +122,10 @@ INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VAL
 INSERT INTO custinfo.api_keys (lookup, secret, label) VALUES
     ('broken', 'faults-key', 'faults'), ('slow', 'faults-key', 'faults');
 `
+
+// breakSQL drops the column of the broken lookup, in a transaction after the
+// one that wrote its mapping.
+const breakSQL = `ALTER TABLE crm.customers DROP COLUMN nickname`
 
 // fixture is a fresh database with the customers, lookups and keys above,
 // and the configuration snapshot compiled from it.
@@ -145,6 +151,11 @@ func newFixture(t testing.TB, withFaults bool) *fixture {
 	}
 	if _, err := pool.Exec(ctx, sql); err != nil {
 		t.Fatalf("create fixture: %v", err)
+	}
+	if withFaults {
+		if _, err := pool.Exec(ctx, breakSQL); err != nil {
+			t.Fatalf("create fixture: %v", err)
+		}
 	}
 	holder := reload.New(reload.Config{Pool: pool})
 	if err := holder.Load(ctx); err != nil {

@@ -49,12 +49,16 @@ type Metrics struct {
 	AccessLogFailedWritesFunc func() uint64
 	// TLSCertNotAfterFunc returns the expiry of the served TLS certificate.
 	TLSCertNotAfterFunc func() time.Time
+	// ReplicasFunc returns the state of the read replicas.
+	ReplicasFunc func() []ReplicaState
 	// ReadyFunc is the readiness check of /readyz, run at each scrape for
 	// custinfo_ready with a deadline of ReadyTimeout.
 	ReadyFunc func(ctx context.Context) error
 	// CoalescerStatsFunc returns the number of coalesced queries run and of
 	// the requests they answered (lookup.Coalescer.Stats).
 	CoalescerStatsFunc func() (queries, requests uint64)
+
+	pools []namedPool // set before the server starts
 
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -68,6 +72,26 @@ type Metrics struct {
 	lookups atomic.Pointer[map[string]*lookupMetrics]
 }
 
+// ReplicaState is a read replica as the metrics report it.
+type ReplicaState struct {
+	// Name is the replica's host:port.
+	Name   string
+	Usable bool
+	// Lag is the replica's lag in seconds (+Inf when unknown).
+	Lag float64
+}
+
+type namedPool struct {
+	name string
+	pool PoolStater
+}
+
+// AddPool reports pool as custinfo_db_pool_*{pool=name}. Call it before the
+// server starts.
+func (m *Metrics) AddPool(name string, pool PoolStater) {
+	m.pools = append(m.pools, namedPool{name, pool})
+}
+
 // lookupMetrics caches the series of one lookup label, so counting a request
 // costs two map reads and no label hashing.
 type lookupMetrics struct {
@@ -78,7 +102,7 @@ type lookupMetrics struct {
 }
 
 // NewMetrics returns metrics in a new registry. pool, when not nil, is
-// reported as custinfo_db_pool_*.
+// reported as custinfo_db_pool_*{pool="primary"}.
 func NewMetrics(pool PoolStater) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
@@ -104,8 +128,11 @@ func NewMetrics(pool PoolStater) *Metrics {
 	m.reloadNo = reloads.WithLabelValues("error")
 	empty := map[string]*lookupMetrics{}
 	m.lookups.Store(&empty)
+	if pool != nil {
+		m.AddPool("primary", pool)
+	}
 	m.reg.MustRegister(m.requests, m.duration, m.ambiguous, reloads,
-		&hookCollector{m: m, pool: pool},
+		&hookCollector{m: m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -213,11 +240,13 @@ func NewOpsHandler(cfg Config, m *Metrics) http.Handler {
 // hookCollector reports the pool's statistics and the values of the
 // Metrics' Func fields when scraped.
 type hookCollector struct {
-	m    *Metrics
-	pool PoolStater
+	m *Metrics
 }
 
 var (
+	poolLabel    = []string{"pool"}
+	replicaLabel = []string{"replica"}
+
 	descQueueDepth = prometheus.NewDesc("custinfo_access_log_queue_depth",
 		"Access-log rows queued in memory, waiting to be written.", nil, nil)
 	descWritten = prometheus.NewDesc("custinfo_access_log_written_total",
@@ -236,23 +265,27 @@ var (
 		"Lookup requests answered by a coalesced query; divided by custinfo_coalesced_queries_total, the mean batch size.", nil, nil)
 
 	descAcquired = prometheus.NewDesc("custinfo_db_pool_acquired_conns",
-		"Database connections in use.", nil, nil)
+		"Database connections in use.", poolLabel, nil)
 	descIdle = prometheus.NewDesc("custinfo_db_pool_idle_conns",
-		"Idle database connections.", nil, nil)
+		"Idle database connections.", poolLabel, nil)
 	descTotal = prometheus.NewDesc("custinfo_db_pool_total_conns",
-		"Database connections open or being opened.", nil, nil)
+		"Database connections open or being opened.", poolLabel, nil)
 	descConstructing = prometheus.NewDesc("custinfo_db_pool_constructing_conns",
-		"Database connections being opened.", nil, nil)
+		"Database connections being opened.", poolLabel, nil)
 	descMax = prometheus.NewDesc("custinfo_db_pool_max_conns",
-		"Largest number of database connections the pool opens.", nil, nil)
+		"Largest number of database connections the pool opens.", poolLabel, nil)
 	descAcquires = prometheus.NewDesc("custinfo_db_pool_acquires_total",
-		"Connections acquired from the pool.", nil, nil)
+		"Connections acquired from the pool.", poolLabel, nil)
 	descAcquireSeconds = prometheus.NewDesc("custinfo_db_pool_acquire_duration_seconds_total",
-		"Time spent acquiring connections from the pool.", nil, nil)
+		"Time spent acquiring connections from the pool.", poolLabel, nil)
 	descEmptyAcquires = prometheus.NewDesc("custinfo_db_pool_empty_acquires_total",
-		"Acquires that found no idle connection and waited for one to open or free up.", nil, nil)
+		"Acquires that found no idle connection and waited for one to open or free up.", poolLabel, nil)
 	descCanceledAcquires = prometheus.NewDesc("custinfo_db_pool_canceled_acquires_total",
-		"Acquires given up because their context ended.", nil, nil)
+		"Acquires given up because their context ended.", poolLabel, nil)
+	descReplicaLag = prometheus.NewDesc("custinfo_replica_lag_seconds",
+		"Upper bound of the age of the oldest commit a read replica has not replayed (0: caught up with the primary's WAL position).", replicaLabel, nil)
+	descReplicaUsable = prometheus.NewDesc("custinfo_replica_usable",
+		"1 when lookups go to the read replica, 0 when it is skipped (down, refusing, or lagging over --max-replica-lag).", replicaLabel, nil)
 )
 
 // Describe sends every metric the collector may report.
@@ -262,6 +295,7 @@ func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
 		descReady, descCoalescedQueries, descCoalescedRequests,
 		descAcquired, descIdle, descTotal, descConstructing, descMax,
 		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
+		descReplicaLag, descReplicaUsable,
 	} {
 		ch <- d
 	}
@@ -287,6 +321,16 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descCertNotAfter, prometheus.GaugeValue, float64(t.Unix()))
 		}
 	}
+	if f := m.ReplicasFunc; f != nil {
+		for _, r := range f() {
+			usable := 0.0
+			if r.Usable {
+				usable = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descReplicaLag, prometheus.GaugeValue, r.Lag, r.Name)
+			ch <- prometheus.MustNewConstMetric(descReplicaUsable, prometheus.GaugeValue, usable, r.Name)
+		}
+	}
 	if f := m.ReadyFunc; f != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
 		ready := 1.0
@@ -301,15 +345,17 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCoalescedQueries, prometheus.CounterValue, float64(queries))
 		ch <- prometheus.MustNewConstMetric(descCoalescedRequests, prometheus.CounterValue, float64(requests))
 	}
-	if h.pool == nil {
-		return
+	for _, p := range m.pools {
+		collectPool(ch, p.name, p.pool.Stat())
 	}
-	st := h.pool.Stat()
+}
+
+func collectPool(ch chan<- prometheus.Metric, name string, st *pgxpool.Stat) {
 	gauge := func(d *prometheus.Desc, v int32) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), name)
 	}
 	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, name)
 	}
 	gauge(descAcquired, st.AcquiredConns())
 	gauge(descIdle, st.IdleConns())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -70,6 +71,10 @@ func TestMetrics(t *testing.T) {
 	m.AccessLogFailedWritesFunc = func() uint64 { return 2 }
 	notAfter := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 	m.TLSCertNotAfterFunc = func() time.Time { return notAfter }
+	m.AddPool("127.0.0.1:5433", f.pool)
+	m.ReplicasFunc = func() []httpapi.ReplicaState {
+		return []httpapi.ReplicaState{{Name: "127.0.0.1:5433", Usable: true, Lag: 0.25}, {Name: "db2:5432", Lag: math.Inf(1)}}
+	}
 	m.CoalescerStatsFunc = func() (uint64, uint64) { return 5, 17 }
 	var readyErr atomic.Pointer[error]
 	m.ReadyFunc = func(ctx context.Context) error {
@@ -155,10 +160,15 @@ func TestMetrics(t *testing.T) {
 		`custinfo_access_log_dropped_total`:                                   "3",
 		`custinfo_access_log_failed_writes_total`:                             "2",
 		`custinfo_tls_cert_not_after_timestamp_seconds`:                       strconv.FormatFloat(float64(notAfter.Unix()), 'g', -1, 64),
-		`custinfo_db_pool_max_conns`:                                          fmt.Sprint(f.pool.Stat().MaxConns()),
-		`custinfo_ready`:                                                      "1",
-		`custinfo_coalesced_queries_total`:                                    "5",
-		`custinfo_coalesced_requests_total`:                                   "17",
+		`custinfo_db_pool_max_conns{pool="primary"}`:                          fmt.Sprint(f.pool.Stat().MaxConns()),
+		`custinfo_db_pool_max_conns{pool="127.0.0.1:5433"}`:                   fmt.Sprint(f.pool.Stat().MaxConns()),
+		`custinfo_replica_lag_seconds{replica="127.0.0.1:5433"}`:              "0.25",
+		`custinfo_replica_usable{replica="127.0.0.1:5433"}`:                   "1",
+		`custinfo_replica_lag_seconds{replica="db2:5432"}`:                    "+Inf",
+		`custinfo_replica_usable{replica="db2:5432"}`:                         "0",
+		`custinfo_ready`:                    "1",
+		`custinfo_coalesced_queries_total`:  "5",
+		`custinfo_coalesced_requests_total`: "17",
 	}
 	for series, v := range want {
 		got, ok := metricValue(lines, series)
@@ -171,9 +181,10 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for _, series := range []string{
-		"custinfo_db_pool_acquired_conns", "custinfo_db_pool_idle_conns", "custinfo_db_pool_total_conns",
-		"custinfo_db_pool_acquires_total", "custinfo_db_pool_acquire_duration_seconds_total",
-		"custinfo_db_pool_empty_acquires_total", "custinfo_db_pool_canceled_acquires_total",
+		`custinfo_db_pool_acquired_conns{pool="primary"}`, `custinfo_db_pool_idle_conns{pool="primary"}`,
+		`custinfo_db_pool_total_conns{pool="primary"}`, `custinfo_db_pool_acquires_total{pool="primary"}`,
+		`custinfo_db_pool_acquire_duration_seconds_total{pool="primary"}`,
+		`custinfo_db_pool_empty_acquires_total{pool="primary"}`, `custinfo_db_pool_canceled_acquires_total{pool="primary"}`,
 		`custinfo_request_duration_seconds_bucket{lookup="open",le="0.0005"}`,
 		`custinfo_request_duration_seconds_bucket{lookup="open",le="5"}`,
 	} {

@@ -2,6 +2,7 @@ package lookup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -16,8 +17,19 @@ import (
 const (
 	DefaultMaxInFlight  = 1
 	DefaultMaxBatch     = 64
+	DefaultMaxWaiting   = 256
 	DefaultBatchTimeout = 2 * time.Second
+	DefaultStallMin     = 10 * time.Millisecond
+	DefaultStallMax     = 200 * time.Millisecond
 )
+
+// StallFactor is how many times a lookup's recent query latency a query may
+// run before it stops holding later requests back (see Coalescer).
+const StallFactor = 4
+
+// ErrQueueFull is the cause (inside a *QueryError) of a request refused
+// because too many requests already wait for the same lookup.
+var ErrQueueFull = errors.New("too many requests wait for this lookup's queries")
 
 // BatchQuerier runs single-row and multi-row queries; *pgxpool.Pool satisfies it.
 type BatchQuerier interface {
@@ -34,9 +46,15 @@ type CoalescerConfig struct {
 	MaxInFlight int
 	// MaxBatch bounds the requests one query answers; 0 means DefaultMaxBatch.
 	MaxBatch int
+	// MaxWaiting bounds the requests waiting for one lookup's statement;
+	// one more is refused with ErrQueueFull. 0 means DefaultMaxWaiting.
+	MaxWaiting int
 	// Timeout bounds a coalesced query; every request also keeps its own
 	// deadline. 0 means DefaultBatchTimeout.
 	Timeout time.Duration
+	// StallMin and StallMax clamp the stall limit: StallFactor times the
+	// lookup's recent query latency. 0 means DefaultStallMin, DefaultStallMax.
+	StallMin, StallMax time.Duration
 }
 
 // Coalescer runs lookups like Lookup.Run, but answers the requests for the
@@ -48,14 +66,28 @@ type CoalescerConfig struct {
 // The coalesced query runs the lookup's own statement once per request in a
 // LATERAL join over the requests' values, so each request gets exactly the
 // row (and match count) that it would get alone. Only statements with one
-// present matched param are coalesced; the others run alone. If a coalesced
-// query fails, each of its requests runs alone, so one request's bad value
-// does not fail the others.
+// present matched param are coalesced; the others run alone.
+//
+// A slow neighbour never holds a request back for long. A query that has run
+// longer than the stall limit (StallFactor times the moving average of the
+// lookup's query latency, clamped to StallMin..StallMax) gives up its place
+// in flight: the requests waiting behind it run at once, and a request that
+// arrives later runs alone. A coalesced query that stalls is abandoned
+// (cancelled), and so is one that fails or reaches the earliest deadline of
+// its requests: each of its requests is then answered at once by running
+// alone, in parallel, within its own remaining time. So a request waits at
+// most one stall limit for its neighbours, and one bad value or slow row
+// fails only its own request. At most MaxWaiting requests wait per
+// statement; more are refused with ErrQueueFull rather than queued behind a
+// database that does not keep up.
 type Coalescer struct {
-	cfg      CoalescerConfig
-	wg       sync.WaitGroup // the goroutines running coalesced queries
-	batches  atomic.Uint64
-	answered atomic.Uint64
+	cfg       CoalescerConfig
+	wg        sync.WaitGroup // the goroutines running coalesced queries, armed timers
+	batches   atomic.Uint64
+	answered  atomic.Uint64
+	stalls    atomic.Uint64
+	abandoned atomic.Uint64
+	rejected  atomic.Uint64
 }
 
 // NewCoalescer returns a Coalescer.
@@ -66,9 +98,19 @@ func NewCoalescer(cfg CoalescerConfig) *Coalescer {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
+	if cfg.MaxWaiting <= 0 {
+		cfg.MaxWaiting = DefaultMaxWaiting
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultBatchTimeout
 	}
+	if cfg.StallMin <= 0 {
+		cfg.StallMin = DefaultStallMin
+	}
+	if cfg.StallMax <= 0 {
+		cfg.StallMax = DefaultStallMax
+	}
+	cfg.StallMax = max(cfg.StallMax, cfg.StallMin)
 	return &Coalescer{cfg: cfg}
 }
 
@@ -76,6 +118,35 @@ func NewCoalescer(cfg CoalescerConfig) *Coalescer {
 // of requests they answered.
 func (c *Coalescer) Stats() (batches, requests uint64) {
 	return c.batches.Load(), c.answered.Load()
+}
+
+// CoalescerCounters are a Coalescer's counts since it was made.
+type CoalescerCounters struct {
+	// Batches is the number of coalesced queries run, Batched the requests
+	// they answered.
+	Batches, Batched uint64
+	// Stalls counts queries that ran past the stall limit and gave up their
+	// place in flight, so that requests behind them ran without waiting.
+	Stalls uint64
+	// Abandoned counts coalesced queries given up (stalled, out of time or
+	// failed) whose requests were answered by running alone.
+	Abandoned uint64
+	// Rejected counts requests refused with ErrQueueFull.
+	Rejected uint64
+}
+
+// Counters returns the Coalescer's counts so far.
+func (c *Coalescer) Counters() CoalescerCounters {
+	if c == nil {
+		return CoalescerCounters{}
+	}
+	return CoalescerCounters{
+		Batches:   c.batches.Load(),
+		Batched:   c.answered.Load(),
+		Stalls:    c.stalls.Load(),
+		Abandoned: c.abandoned.Load(),
+		Rejected:  c.rejected.Load(),
+	}
 }
 
 // Run binds the request values and runs the lookup, coalesced with the
@@ -95,17 +166,30 @@ func (c *Coalescer) Exec(ctx context.Context, l *Lookup, p Prepared) (Result, er
 	if q == nil {
 		return l.Exec(ctx, c.cfg.DB, p)
 	}
+	now := time.Now()
 	q.mu.Lock()
+	if q.inflight >= c.cfg.MaxInFlight {
+		c.sweep(q, now, true)
+		c.fill(l, q, now)
+	}
 	if q.inflight < c.cfg.MaxInFlight {
+		r := &run{start: now}
 		q.inflight++
+		q.runs = append(q.runs, r)
 		q.mu.Unlock()
 		res, err := l.Exec(ctx, c.cfg.DB, p)
-		c.next(l, q)
+		c.finish(l, q, r, ctx.Err() == nil)
 		return res, err
+	}
+	if len(q.pending) >= c.cfg.MaxWaiting {
+		q.mu.Unlock()
+		c.rejected.Add(1)
+		return Result{}, &QueryError{Lookup: l.Name, Err: ErrQueueFull}
 	}
 	w := &waiter{p: p, ready: make(chan struct{})}
 	w.deadline, _ = ctx.Deadline()
 	q.pending = append(q.pending, w)
+	c.arm(l, q, now)
 	q.mu.Unlock()
 
 	select {
@@ -135,9 +219,28 @@ type waiter struct {
 	p        Prepared
 	deadline time.Time     // the request's; zero if none
 	ready    chan struct{} // closed when the request is answered
-	retry    bool          // the coalesced query failed: run alone
+	settled  atomic.Bool   // res, err and retry are set (once)
+	retry    bool          // no answer from a coalesced query: run alone
 	res      Result
 	err      error
+}
+
+// settle answers w, unless it was answered already, and wakes it.
+func (w *waiter) settle(res Result, err error, retry bool) {
+	if !w.settled.CompareAndSwap(false, true) {
+		return
+	}
+	w.res, w.err, w.retry = res, err, retry
+	close(w.ready)
+}
+
+// run is a query holding a place in flight: a request running alone in its
+// own goroutine (batch nil) or a query of the Coalescer answering batch.
+type run struct {
+	start   time.Time
+	stalled bool // ran past the stall limit and gave up its place
+	batch   []*waiter
+	cancel  context.CancelFunc // ends the query of batch
 }
 
 // batchQueue holds the requests waiting for one statement of a lookup.
@@ -145,8 +248,12 @@ type batchQueue struct {
 	sql string // the coalesced statement
 
 	mu       sync.Mutex
-	inflight int
+	inflight int    // places in flight taken
+	runs     []*run // the queries holding them
 	pending  []*waiter
+	latency  time.Duration // moving average of the queries' durations
+	armed    bool          // timer will call tick
+	timer    *time.Timer
 }
 
 // leave takes w out of the queue if it is still waiting.
@@ -158,64 +265,178 @@ func (q *batchQueue) leave(w *waiter) {
 	}
 }
 
-// next hands the caller's place in flight to the waiting requests, if any: a
-// goroutine of the Coalescer answers up to MaxBatch of them with one query,
-// then calls next in turn. The caller does not wait for it.
-func (c *Coalescer) next(l *Lookup, q *batchQueue) {
-	q.mu.Lock()
-	if len(q.pending) == 0 {
-		q.inflight--
-		q.mu.Unlock()
-		return
-	}
-	n := min(len(q.pending), c.cfg.MaxBatch)
-	batch := slices.Clone(q.pending[:n])
-	rest := copy(q.pending, q.pending[n:])
-	clear(q.pending[rest:])
-	q.pending = q.pending[:rest]
-	q.mu.Unlock()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.run(l, q, batch)
-		c.next(l, q)
-	}()
+// stallAfter is how long a query of q may run before it stops holding
+// others back. q.mu is held.
+func (c *Coalescer) stallAfter(q *batchQueue) time.Duration {
+	return min(max(StallFactor*q.latency, c.cfg.StallMin), c.cfg.StallMax)
 }
 
-// run answers the requests of batch with one query and wakes them. The
-// query may run until the last of their deadlines, at most Timeout.
-func (c *Coalescer) run(l *Lookup, q *batchQueue, batch []*waiter) {
-	limit := time.Now().Add(c.cfg.Timeout)
-	var last time.Time
-	for _, w := range batch {
-		if w.deadline.IsZero() || w.deadline.After(limit) {
-			last = limit
-			break
+// sweep makes the queries of q that have run past the stall limit give up
+// their place in flight, and abandons the coalesced ones among them. A
+// request running alone is only marked when waiting says a request needs
+// its place; it goes on, within its own deadline. q.mu is held.
+func (c *Coalescer) sweep(q *batchQueue, now time.Time, waiting bool) {
+	limit := c.stallAfter(q)
+	waiting = waiting || len(q.pending) > 0
+	kept := q.runs[:0]
+	for _, r := range q.runs {
+		coalesced := len(r.batch) > 1
+		if now.Sub(r.start) < limit || !coalesced && !waiting {
+			kept = append(kept, r)
+			continue
 		}
-		if w.deadline.After(last) {
-			last = w.deadline
+		r.stalled = true
+		q.inflight--
+		c.stalls.Add(1)
+		if coalesced {
+			c.abandon(r)
 		}
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), last)
-	defer cancel()
+	clear(q.runs[len(kept):])
+	q.runs = kept
+}
+
+// abandon gives up the coalesced query of r: its requests run alone now.
+func (c *Coalescer) abandon(r *run) {
+	c.abandoned.Add(1)
+	r.cancel()
+	for _, w := range r.batch {
+		w.settle(Result{}, nil, true)
+	}
+}
+
+// fill starts coalesced queries for the waiting requests while places in
+// flight are free: each answers up to MaxBatch of them, in a goroutine of
+// the Coalescer, within the earliest of their deadlines. q.mu is held.
+func (c *Coalescer) fill(l *Lookup, q *batchQueue, now time.Time) {
+	for q.inflight < c.cfg.MaxInFlight && len(q.pending) > 0 {
+		n := min(len(q.pending), c.cfg.MaxBatch)
+		batch := slices.Clone(q.pending[:n])
+		rest := copy(q.pending, q.pending[n:])
+		clear(q.pending[rest:])
+		q.pending = q.pending[:rest]
+
+		end := now.Add(c.cfg.Timeout)
+		for _, w := range batch {
+			if !w.deadline.IsZero() && w.deadline.Before(end) {
+				end = w.deadline
+			}
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), end)
+		r := &run{start: now, batch: batch, cancel: cancel}
+		q.inflight++
+		q.runs = append(q.runs, r)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer cancel()
+			c.answer(ctx, l, q, r)
+			c.finish(l, q, r, ctx.Err() == nil)
+		}()
+	}
+	c.arm(l, q, now)
+}
+
+// finish ends r: its place in flight (unless it gave it up already) goes to
+// the waiting requests. timely tells whether the query ended by itself,
+// not by a deadline or abandonment; its duration then counts in the
+// lookup's latency.
+func (c *Coalescer) finish(l *Lookup, q *batchQueue, r *run, timely bool) {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if timely {
+		d := now.Sub(r.start)
+		if q.latency == 0 {
+			q.latency = d
+		} else {
+			q.latency += (d - q.latency) / 8
+		}
+	}
+	if !r.stalled {
+		q.inflight--
+		if i := slices.Index(q.runs, r); i >= 0 {
+			q.runs = slices.Delete(q.runs, i, i+1)
+		}
+	}
+	c.fill(l, q, now)
+}
+
+// arm starts a timer for when the first query of q that matters passes the
+// stall limit: any, while requests wait; a coalesced one, always. q.mu is
+// held. A timer no longer needed is stopped, so Wait does not wait for it.
+func (c *Coalescer) arm(l *Lookup, q *batchQueue, now time.Time) {
+	var at time.Time
+	limit := c.stallAfter(q)
+	for _, r := range q.runs {
+		if len(q.pending) == 0 && len(r.batch) < 2 {
+			continue
+		}
+		if t := r.start.Add(limit); at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	if q.armed {
+		if at.IsZero() && q.timer.Stop() {
+			q.armed = false
+			c.wg.Done()
+		}
+		return
+	}
+	if at.IsZero() {
+		return
+	}
+	q.armed = true
+	c.wg.Add(1)
+	q.timer = time.AfterFunc(max(at.Sub(now), 0), func() {
+		defer c.wg.Done()
+		c.tick(l, q)
+	})
+}
+
+// tick is the timer of arm: it sweeps stalled queries out of the way and
+// starts queries for the requests that waited for them.
+func (c *Coalescer) tick(l *Lookup, q *batchQueue) {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.armed = false
+	c.sweep(q, now, false)
+	c.fill(l, q, now) // arms again if needed
+}
+
+// answer answers the requests of r.batch with one query, or wakes them to
+// run alone when it fails or ctx ends first.
+func (c *Coalescer) answer(ctx context.Context, l *Lookup, q *batchQueue, r *run) {
+	batch := r.batch
 	if len(batch) == 1 {
 		w := batch[0]
-		w.res, w.err = l.Exec(ctx, c.cfg.DB, w.p)
-		close(w.ready)
+		res, err := l.Exec(ctx, c.cfg.DB, w.p)
+		w.settle(res, err, false)
 		return
 	}
-	err := c.query(ctx, l, q, batch)
+	res, errs, err := c.query(ctx, l, q, batch)
 	c.batches.Add(1)
 	c.answered.Add(uint64(len(batch)))
-	for _, w := range batch {
-		w.retry = err != nil
-		close(w.ready)
+	if err != nil {
+		q.mu.Lock()
+		if !r.stalled { // else abandoned and counted already
+			c.abandoned.Add(1)
+		}
+		q.mu.Unlock()
+	}
+	for i, w := range batch {
+		if err != nil {
+			w.settle(Result{}, nil, true)
+			continue
+		}
+		w.settle(res[i], errs[i], false)
 	}
 }
 
-// query runs the coalesced statement for batch and stores each request's
-// answer in its waiter.
-func (c *Coalescer) query(ctx context.Context, l *Lookup, q *batchQueue, batch []*waiter) error {
+// query runs the coalesced statement for batch and returns each request's
+// answer, or the error that failed the query.
+func (c *Coalescer) query(ctx context.Context, l *Lookup, q *batchQueue, batch []*waiter) ([]Result, []error, error) {
 	var vals []string
 	ords := make([]int32, 0, len(batch))
 	for i, w := range batch {
@@ -229,37 +450,39 @@ func (c *Coalescer) query(ctx context.Context, l *Lookup, q *batchQueue, batch [
 			vals = append(vals, v)
 			ords = append(ords, int32(i))
 		default:
-			return fmt.Errorf("coalesce: argument of type %T", v)
+			return nil, nil, fmt.Errorf("coalesce: argument of type %T", v)
 		}
 	}
 	rows, err := c.cfg.DB.Query(ctx, q.sql, vals, ords)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	b := getRowBuf(len(l.Results), true)
 	defer putRowBuf(b)
+	res := make([]Result, len(batch))
+	errs := make([]error, len(batch))
 	found := make([]bool, len(batch))
 	for rows.Next() {
 		if err := rows.Scan(b.dest...); err != nil {
-			return err
+			return nil, nil, err
 		}
 		ord := b.ord
 		if ord < 0 || int(ord) >= len(batch) || found[ord] {
-			return fmt.Errorf("coalesce: unexpected request %d in the answer", ord)
+			return nil, nil, fmt.Errorf("coalesce: unexpected request %d in the answer", ord)
 		}
 		found[ord] = true
-		batch[ord].res = Result{Fields: b.fields(l), Matches: b.matches}
+		res[ord] = Result{Fields: b.fields(l), Matches: b.matches}
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return nil, nil, err
 	}
-	for i, w := range batch {
+	for i := range batch {
 		if !found[i] {
-			w.res, w.err = Result{}, ErrNoMatch
+			errs[i] = ErrNoMatch
 		}
 	}
-	return nil
+	return res, errs, nil
 }
 
 // batchQueue returns the queue of the statement for mask, or nil when that

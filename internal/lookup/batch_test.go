@@ -207,7 +207,7 @@ func TestCoalescerRunsWaitingRequestsTogether(t *testing.T) {
 	ctx := context.Background()
 	l := get(t, snap, "desc")
 	db := &gatedDB{BatchQuerier: pool, gate: make(chan struct{})}
-	c := lookup.NewCoalescer(lookup.CoalescerConfig{DB: db, MaxInFlight: 1})
+	c := lookup.NewCoalescer(lookup.CoalescerConfig{DB: db, MaxInFlight: 1, StallMin: time.Minute})
 	reqs := batchRequests["phone"]
 
 	got := make([]answer, len(reqs))
@@ -257,7 +257,7 @@ func TestCoalescedRequestKeepsItsDeadline(t *testing.T) {
 	ctx := context.Background()
 	l := get(t, snap, "pk")
 	db := &gatedDB{BatchQuerier: pool, gate: make(chan struct{}), batchGate: make(chan struct{})}
-	c := lookup.NewCoalescer(lookup.CoalescerConfig{DB: db, MaxInFlight: 1})
+	c := lookup.NewCoalescer(lookup.CoalescerConfig{DB: db, MaxInFlight: 1, StallMin: time.Minute})
 	reqs := batchRequests["phone"]
 
 	var wg sync.WaitGroup

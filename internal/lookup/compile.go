@@ -505,7 +505,7 @@ func resolveRelation(ctx context.Context, conn *pgx.Conn, source string) (*relat
 			schema = strings.Trim(schema, `"`)
 			var denied bool
 			err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace
-				WHERE nspname IN ($1, lower($1)) AND NOT has_schema_privilege(oid, 'USAGE'))`, schema).Scan(&denied)
+				WHERE nspname IN ($1::text, lower($1::text)) AND NOT has_schema_privilege(oid, 'USAGE'))`, schema).Scan(&denied)
 			if err != nil {
 				return nil, fmt.Errorf("resolve source %q: %w", source, err)
 			}

@@ -3,6 +3,7 @@ package lookup
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // RunTogether answers every request of values with one coalesced query, as
@@ -23,7 +24,9 @@ func (c *Coalescer) RunTogether(ctx context.Context, l *Lookup, values []map[str
 		q = qi
 		batch[i] = &waiter{p: p, ready: make(chan struct{})}
 	}
-	c.run(l, q, batch)
+	bctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	c.answer(bctx, l, q, &run{start: time.Now(), batch: batch, cancel: cancel})
 	res := make([]Result, len(batch))
 	errs := make([]error, len(batch))
 	for i, w := range batch {

@@ -433,9 +433,7 @@ func (b *lockedBuffer) String() string {
 }
 
 // StartProc starts path with args, as the server user when asServer is set
-// (PgBouncer refuses to run as root). Its output is kept for Output and shown
-// when the test fails. When the test ends it gets SIGTERM, then SIGKILL
-// after five seconds.
+// (PgBouncer refuses to run as root). See StartCmd.
 func StartProc(t testing.TB, asServer bool, path string, args ...string) *Proc {
 	t.Helper()
 	var cmd *exec.Cmd
@@ -447,12 +445,23 @@ func StartProc(t testing.TB, asServer bool, path string, args ...string) *Proc {
 		cmd = c
 	} else {
 		cmd = exec.Command(path, args...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	}
-	p := &Proc{Name: filepath.Base(path), cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	return StartCmd(t, cmd)
+}
+
+// StartCmd starts cmd, killed with the test process if that dies first. Its
+// output is kept for Output and shown when the test fails. When the test
+// ends it gets SIGTERM, then SIGKILL after five seconds.
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	p := &Proc{Name: filepath.Base(cmd.Path), cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", path, err)
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	go func() {
 		p.err = cmd.Wait()

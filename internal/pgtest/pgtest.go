@@ -99,3 +99,11 @@ func New(t testing.TB) *pgxpool.Pool {
 	t.Cleanup(pool.Close)
 	return pool
 }
+
+// EmptyURL creates a fresh database without the custinfo schema (for tests
+// of the migrations themselves) and returns its connection URL. The
+// database is dropped when the test ends.
+func EmptyURL(t testing.TB) string {
+	t.Helper()
+	return pgtestdb.Custom(t, serverConfig(t), pgtestdb.NoopMigrator{}).URL()
+}

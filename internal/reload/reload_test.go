@@ -98,9 +98,15 @@ func TestRejectedChangeKeepsServing(t *testing.T) {
 	if got := fieldNames(t, pool, h); len(got) != 1 {
 		t.Errorf("after a rejected UPDATE fields = %v, want [userName]", got)
 	}
-	// A change that breaks the mapping is served as a broken lookup, while the
-	// snapshot itself loads; a load that fails keeps the previous snapshot.
-	if _, err := pool.Exec(ctx, `UPDATE custinfo.lookup_results SET source_column = 'nope'`); err != nil {
+	// A mapping that names a missing column is refused at the statement.
+	if _, err := pool.Exec(ctx, `UPDATE custinfo.lookup_results SET source_column = 'nope'`); err == nil {
+		t.Fatal("UPDATE naming a missing column was accepted")
+	}
+	// A column dropped afterwards breaks the mapping: it is served as a broken
+	// lookup, while the snapshot itself loads; a load that fails keeps the
+	// previous snapshot.
+	if _, err := pool.Exec(ctx, `ALTER TABLE customers DROP COLUMN name;
+UPDATE custinfo.lookups SET description = 'name dropped'`); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Until(t, "broken lookup reported", time.Second, func() bool {

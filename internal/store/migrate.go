@@ -47,6 +47,23 @@ func MigrateUp(ctx context.Context, db *sql.DB, out io.Writer) error {
 	return nil
 }
 
+// MigrateUpTo applies the pending migrations up to and including version,
+// reporting each to out.
+func MigrateUpTo(ctx context.Context, db *sql.DB, version int64, out io.Writer) error {
+	p, err := newProvider(db)
+	if err != nil {
+		return err
+	}
+	res, err := p.UpTo(ctx, version)
+	for _, r := range res {
+		fmt.Fprintf(out, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(1e6))
+	}
+	if err != nil {
+		return fmt.Errorf("migrate up to %d: %w", version, err)
+	}
+	return nil
+}
+
 // MigrateDown rolls back the most recent migration.
 func MigrateDown(ctx context.Context, db *sql.DB, out io.Writer) error {
 	p, err := newProvider(db)

@@ -9,18 +9,9 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
-
-const countAccessLogBefore = `-- name: CountAccessLogBefore :one
-SELECT count(*) FROM custinfo.access_log WHERE at < $1
-`
-
-func (q *Queries) CountAccessLogBefore(ctx context.Context, before time.Time) (int64, error) {
-	row := q.db.QueryRow(ctx, countAccessLogBefore, before)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
-}
 
 const currentTransactionID = `-- name: CurrentTransactionID :one
 SELECT pg_current_xact_id()::text AS xid
@@ -36,6 +27,25 @@ func (q *Queries) CurrentTransactionID(ctx context.Context) (string, error) {
 	return xid, err
 }
 
+const ensureAccessLogPartitions = `-- name: EnsureAccessLogPartitions :one
+SELECT custinfo.access_log_ensure_partitions($1::date, $2::date)::integer AS created
+`
+
+type EnsureAccessLogPartitionsParams struct {
+	FirstDay pgtype.Date
+	LastDay  pgtype.Date
+}
+
+// Creates the daily partitions of custinfo.access_log from first_day to
+// last_day that do not exist yet, draining the default partition; returns
+// how many it created.
+func (q *Queries) EnsureAccessLogPartitions(ctx context.Context, arg EnsureAccessLogPartitionsParams) (int32, error) {
+	row := q.db.QueryRow(ctx, ensureAccessLogPartitions, arg.FirstDay, arg.LastDay)
+	var created int32
+	err := row.Scan(&created)
+	return created, err
+}
+
 type InsertAccessLogParams struct {
 	At          time.Time
 	RequestID   string
@@ -48,31 +58,6 @@ type InsertAccessLogParams struct {
 	QueryMasked string
 	QueryHash   string
 	Matches     *int32
-}
-
-const pruneAccessLog = `-- name: PruneAccessLog :execrows
-DELETE FROM custinfo.access_log
-WHERE id IN (
-    SELECT a.id FROM custinfo.access_log a
-    WHERE a.at < $1
-    ORDER BY a.at
-    LIMIT $2
-)
-`
-
-type PruneAccessLogParams struct {
-	Before    time.Time
-	BatchSize int32
-}
-
-// Deletes at most batch_size rows older than before, oldest first, through
-// the index on at; callers repeat until it deletes fewer than batch_size.
-func (q *Queries) PruneAccessLog(ctx context.Context, arg PruneAccessLogParams) (int64, error) {
-	result, err := q.db.Exec(ctx, pruneAccessLog, arg.Before, arg.BatchSize)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
 }
 
 const transactionStatus = `-- name: TransactionStatus :one

@@ -9,8 +9,40 @@ import (
 	"time"
 )
 
-// One row per lookup request: who asked for what, when, from where, and the outcome. Query values are masked; query_hash is a keyed hash for audits.
+// One row per lookup request: who asked for what, when, from where, and the outcome. Query values are masked; query_hash is a keyed hash for audits. Partitioned by day (UTC) on at: custinfo.access_log_ensure_partitions creates the days ahead, custinfo access-log prune drops the old ones.
 type CustinfoAccessLog struct {
+	ID          int64
+	At          time.Time
+	RequestID   string
+	Lookup      string
+	KeyID       *int64
+	ClientIp    *netip.Addr
+	Code        string
+	Status      int32
+	LatencyUs   int64
+	QueryMasked string
+	QueryHash   string
+	Matches     *int32
+}
+
+// Rows of days that have no partition yet; custinfo.access_log_ensure_partitions moves them into the partition it creates for their day.
+type CustinfoAccessLogDefault struct {
+	ID          int64
+	At          time.Time
+	RequestID   string
+	Lookup      string
+	KeyID       *int64
+	ClientIp    *netip.Addr
+	Code        string
+	Status      int32
+	LatencyUs   int64
+	QueryMasked string
+	QueryHash   string
+	Matches     *int32
+}
+
+// One row per lookup request: who asked for what, when, from where, and the outcome. Query values are masked; query_hash is a keyed hash for audits.
+type CustinfoAccessLogLegacy struct {
 	ID          int64
 	At          time.Time
 	RequestID   string
