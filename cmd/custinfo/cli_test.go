@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -116,14 +117,14 @@ func TestCLILookupsCheck(t *testing.T) {
 	url, pool := cliDemo(t, "bf7769e5321448de88838cdb")
 	ctx := context.Background()
 	out := cliMust(t, "", "lookups", "check", "--database-url", url)
-	if !strings.Contains(out, "2 lookups ok") || !strings.Contains(out, `"phone" = ANY(`) || strings.Contains(out, "warning") {
+	if !strings.Contains(out, "2 lookups ok") || !strings.Contains(out, `custinfo.phone_key("phone") = ANY(`) || strings.Contains(out, "warning") {
 		t.Errorf("lookups check on the demo:\n%s", out)
 	}
-	if _, err := pool.Exec(ctx, `DROP INDEX demo.customers_phone_idx`); err != nil {
+	if _, err := pool.Exec(ctx, `DROP INDEX demo.customers_phone_key_idx`); err != nil {
 		t.Fatal(err)
 	}
 	out = cliMust(t, "", "lookups", "check", "--database-url", url, "customer")
-	if !strings.Contains(out, "warning: param \"callNum\"") || !strings.Contains(out, "CREATE INDEX ON \"demo\".\"customers\" (\"phone\")") {
+	if !strings.Contains(out, "warning: param \"callNum\"") || !strings.Contains(out, "CREATE INDEX CONCURRENTLY") || !strings.Contains(out, "ON \"demo\".\"customers\" (custinfo.phone_key(\"phone\"))") {
 		t.Errorf("lookups check without the phone index gives no index warning:\n%s", out)
 	}
 	// The statement-time checks would refuse the typo: switched off here to
@@ -244,4 +245,36 @@ func cliServe(t *testing.T, dbURL string) string {
 		t.Fatal("serve did not listen within 30 s")
 	}
 	return ""
+}
+
+func TestCLIKeysAddRefusesWeakKeys(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE people (id int PRIMARY KEY, name text); INSERT INTO custinfo.lookups (name, source) VALUES ('names', 'people')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, weak := range []string{"abc123", "0123456789abcde", "aaaaaaaaaaaaaaaaaaaaaaaa", "가나다라마바사아자차카타파하가"} {
+		stdout, stderr, err := cliRun(t, weak+"\n", "keys", "add", "--database-url", url, "--lookup", "names")
+		if err == nil || !strings.Contains(err.Error(), "too weak") {
+			t.Errorf("keys add with %d-byte weak key: %v, want a too-weak error", len(weak), err)
+		}
+		if all := fmt.Sprint(stdout, stderr, err); strings.Contains(all, weak) {
+			t.Errorf("keys add echoed the weak key: %s", all)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM custinfo.api_keys`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("keys stored after weak adds = %d (%v), want 0", n, err)
+	}
+	if _, _, err := cliRun(t, "", "keys", "add", "--database-url", url, "--lookup", "names", "--allow-weak"); err == nil {
+		t.Errorf("keys add accepted --allow-weak")
+	}
+	if out := cliMust(t, "", "keys", "add", "--database-url", url, "--lookup", "names", "--generate"); !strings.Contains(out, "added key") {
+		t.Errorf("keys add --generate: %s", out)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/custinfo/custinfo/internal/signature"
 	"github.com/custinfo/custinfo/internal/store"
 )
 
@@ -232,6 +233,9 @@ func demoKey(ctx context.Context, pool *pgxpool.Pool, want string) (string, erro
 	}
 	secret, err := cleanSecret(want)
 	if err != nil {
+		return "", fmt.Errorf("demo: --key: %w", err)
+	}
+	if err := signature.CheckKeyStrength(secret); err != nil {
 		return "", fmt.Errorf("demo: --key: %w", err)
 	}
 	if _, err := store.New(pool).AddKey(ctx, store.NewKey{Secret: secret, Label: demoKeyLabel, Schemes: []string{"body", "uri_body"}}); err != nil {

@@ -61,3 +61,41 @@ func TestDemoMessySpellings(t *testing.T) {
 		t.Errorf("read %d customers, want 200", n)
 	}
 }
+
+// TestDemoLookupsCheck runs lookups check on the demo: its messy spellings
+// all read as KR numbers, the phone_key index the demo creates serves both
+// lookups (one over a view), and without it check prints the statement that
+// puts it back.
+func TestDemoLookupsCheck(t *testing.T) {
+	t.Parallel()
+	url, pool := cliDemo(t, "bf7769e5321448de88838cdb")
+	out := cliMust(t, "", "lookups", "check", "--database-url", url)
+	for _, want := range []string{
+		`data: param "callNum" (phone on "phone", default_region KR): 2000 values sampled`,
+		"countries: KR 100.0%",
+		`index: param "callNum": an index on custinfo.phone_key("phone") serves the match`,
+		"2 lookups ok",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lookups check on the demo has no %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "warning") {
+		t.Errorf("lookups check on the demo warns:\n%s", out)
+	}
+	if _, err := pool.Exec(context.Background(), `DROP INDEX demo.customers_phone_key_idx`); err != nil {
+		t.Fatal(err)
+	}
+	out = cliMust(t, "", "lookups", "check", "--database-url", url)
+	const stmt = `CREATE INDEX CONCURRENTLY "customers_phone_phone_key_idx" ON "demo"."customers" (custinfo.phone_key("phone"));`
+	if n := strings.Count(out, `no index on custinfo.phone_key("phone")`); n != 2 || strings.Count(out, stmt) != 2 {
+		t.Errorf("lookups check without the phone_key index: want a warning and %s for both lookups:\n%s", stmt, out)
+	}
+	if _, err := pool.Exec(context.Background(), stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+	out = cliMust(t, "", "lookups", "check", "--database-url", url)
+	if strings.Count(out, "serves the match") != 2 {
+		t.Errorf("lookups check after running the printed statement:\n%s", out)
+	}
+}

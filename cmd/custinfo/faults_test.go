@@ -47,7 +47,7 @@ const (
 // faultFixture is the customer table, lookup and key of the fault tests.
 const faultFixture = `
 CREATE TABLE public.fault_customers (id text PRIMARY KEY, name text NOT NULL, phone text NOT NULL);
-CREATE INDEX fault_customers_phone_idx ON public.fault_customers (phone);
+CREATE INDEX fault_customers_phone_idx ON public.fault_customers (custinfo.phone_key(phone));
 INSERT INTO public.fault_customers VALUES
     ('C-1', 'Hong Gildong', '010-1234-5678'),
     ('C-2', 'Kim Minjun', '+82 10-2222-3333');

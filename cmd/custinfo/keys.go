@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/custinfo/custinfo/internal/signature"
 	"github.com/custinfo/custinfo/internal/store"
 )
 
@@ -38,7 +40,9 @@ func runKeysAdd(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet(e, "keys add", "--lookup NAME [flags] < keyfile\n\nThe key is read from standard input (so it stays out of shell history), or generated with --generate.")
 	dbURL := databaseFlag(fs, e)
 	lookupName := fs.String("lookup", "", "lookup the key is for; required unless --all-lookups")
-	all := fs.Bool("all-lookups", false, "the key is valid for every lookup")
+	all := fs.Bool("all-lookups", false, "the key is valid for every lookup, present and future. Prefer one key per lookup:\n"+
+		"a leaked key then opens one lookup, not all, and with the body scheme a request signed for one lookup\n"+
+		"can be replayed to another whose fields it does not ask for (serve refuses that within one instance only)")
 	label := fs.String("label", "", "a note for admins, e.g. \"helpdesk 2026-11\"")
 	schemes := fs.String("schemes", "body", "accepted signature schemes, comma-separated: body, uri_body")
 	expiresIn := fs.Duration("expires-in", 0, "the key stops working after this long (0: never)")
@@ -63,6 +67,9 @@ func runKeysAdd(ctx context.Context, args []string, e *env) error {
 		}
 		if secret, err = cleanSecret(string(b)); err != nil {
 			return fmt.Errorf("keys add: %w (pipe the key in, or use --generate)", err)
+		}
+		if err := signature.CheckKeyStrength(secret); err != nil {
+			return fmt.Errorf("keys add: %w (generate a new key in the helpdesk, or use --generate)", err)
 		}
 	}
 	nk := store.NewKey{Lookup: *lookupName, Secret: secret, Label: *label}
@@ -165,6 +172,35 @@ func runKeysRevoke(ctx context.Context, args []string, e *env) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "revoked key %d\n", id)
+	return nil
+}
+
+// publishedDemoKey is the demo's default key, printed in the README and the
+// helpdesk's specification: anyone can sign requests with it.
+const publishedDemoKey = "bf7769e5321448de88838cdb"
+
+// warnKeys logs a warning for each active key that is the published demo key
+// or weaker than the table now accepts (stored before the rule), by id and
+// fingerprint only.
+func warnKeys(ctx context.Context, st *store.Store, logger *slog.Logger) error {
+	keys, err := st.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, k := range keys {
+		if !k.Active(now) {
+			continue
+		}
+		switch {
+		case k.Secret == publishedDemoKey:
+			logger.Warn("an active key is the published demo key: anyone can sign requests with it; revoke it (custinfo keys revoke ID) before the helpdesk's port is reachable from other machines",
+				"key_id", k.ID, "fingerprint", fingerprint(k.Secret), "lookup", k.Lookup)
+		case signature.CheckKeyStrength(k.Secret) != nil:
+			logger.Warn("an active key is weaker than custinfo now accepts (fewer than 16 characters, or one character repeated); generate a new key in the helpdesk, add it and revoke this one",
+				"key_id", k.ID, "fingerprint", fingerprint(k.Secret), "lookup", k.Lookup)
+		}
+	}
 	return nil
 }
 

@@ -325,6 +325,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{"cert without key", []string{"--tls-cert", "cert.pem"}, "--tls-cert and --tls-key go together"},
 		{"missing cert file", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, "load TLS certificate"},
 		{"min over max", []string{"--pool-min-conns", "9", "--pool-max-conns", "3"}, "--pool-min-conns 9"},
+		{"unknown replay mode", []string{"--replay", "off"}, "--replay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -335,5 +336,47 @@ func TestServeFlagErrors(t *testing.T) {
 				t.Errorf("custinfo %s: error %v, want one with %q", strings.Join(args, " "), err, tt.want)
 			}
 		})
+	}
+}
+
+func TestServeWarnsAboutPublishedAndWeakKeys(t *testing.T) {
+	t.Parallel()
+	u := opsSeed(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The published demo key, and a weak key stored before keys had to be strong.
+	_, err = conn.Exec(ctx, `
+INSERT INTO custinfo.api_keys (secret, label) VALUES ('`+publishedDemoKey+`', 'demo');
+ALTER TABLE custinfo.api_keys DISABLE TRIGGER api_keys_check;
+INSERT INTO custinfo.api_keys (secret, label) VALUES ('weak42', 'old');
+INSERT INTO custinfo.api_keys (secret, label, revoked_at) VALUES ('revoked-weak', 'gone', now());
+ALTER TABLE custinfo.api_keys ENABLE TRIGGER api_keys_check;`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := opsStart(t, serveFlags{databaseURL: u})
+	if err := s.stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	logs := s.logs.String()
+	for _, want := range []string{
+		`"msg":"an active key is the published demo key`, `"fingerprint":"` + fingerprint(publishedDemoKey) + `"`,
+		`"msg":"an active key is weaker than custinfo now accepts`, `"fingerprint":"` + fingerprint("weak42") + `"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("serve's log has no %s:\n%s", want, logs)
+		}
+	}
+	for _, secret := range []string{publishedDemoKey, "weak42", opsKey} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("serve's log shows the key %q", secret)
+		}
+	}
+	if strings.Contains(logs, fingerprint("revoked-weak")) || strings.Contains(logs, fingerprint(opsKey)) {
+		t.Errorf("serve warns about a revoked or a good key:\n%s", logs)
 	}
 }

@@ -137,7 +137,7 @@ func TestServeLeastPrivilege(t *testing.T) {
 		{"read source", `SELECT count(*) FROM opsdata.people`, true},
 		{"append access log", `INSERT INTO custinfo.access_log (at, request_id, lookup, code, status, latency_us) VALUES (now(), 'r', 'customer', 'ok', 200, 1)`, true},
 		{"change a key", `UPDATE custinfo.api_keys SET revoked_at = NULL`, false},
-		{"add a key", `INSERT INTO custinfo.api_keys (secret) VALUES ('planted')`, false},
+		{"add a key", `INSERT INTO custinfo.api_keys (secret) VALUES ('planted-key-0123456789')`, false},
 		{"change a lookup", `UPDATE custinfo.lookups SET allowed_networks = NULL`, false},
 		{"delete a mapping", `DELETE FROM custinfo.lookup_results`, false},
 		{"ask whether a transaction committed", `SELECT pg_xact_status(pg_current_xact_id())`, true},

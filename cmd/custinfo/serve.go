@@ -15,6 +15,7 @@ import (
 
 	"github.com/custinfo/custinfo/internal/httpapi"
 	"github.com/custinfo/custinfo/internal/reload"
+	"github.com/custinfo/custinfo/internal/store"
 )
 
 type serveFlags struct {
@@ -33,6 +34,7 @@ type serveFlags struct {
 	trustedProxies    string
 	tlsCert, tlsKey   string
 	metricsAddr       string
+	replay            string
 	readHeaderTimeout time.Duration
 	readTimeout       time.Duration
 	writeTimeout      time.Duration
@@ -138,6 +140,9 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	if err := holder.Load(ctx); err != nil {
 		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
 	}
+	if err := warnKeys(ctx, store.New(pool), logger); err != nil {
+		return fmt.Errorf("check keys: %w", err)
+	}
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	reloadDone := make(chan struct{})
 	go func() {
@@ -173,6 +178,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.ReadyFunc = ops.ready(pool)
 	if coalescer != nil {
 		metrics.CoalescerStatsFunc = coalescer.Stats
+		metrics.WatchCoalescer(coalescer.Counters)
 	}
 
 	handler := httpapi.New(httpapi.Config{
@@ -188,10 +194,11 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		QueryTimeout:    f.queryTimeout,
 		DoneFunc:        alog.add,
 		Coalescer:       coalescer,
+		Replay:          ops.replay,
 		Tracer:          tracer.tracer(),
 	})
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           ops.closeWhenDraining(handler),
 		ReadHeaderTimeout: orDefault(f.readHeaderTimeout, 5*time.Second),
 		ReadTimeout:       orDefault(f.readTimeout, 10*time.Second),
 		WriteTimeout:      orDefault(f.writeTimeout, f.queryTimeout+10*time.Second),
@@ -221,10 +228,11 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	// Drain: /readyz answers 503 and answers close their connections, so a
-	// load balancer stops sending here before the listener closes.
+	// Drain: /readyz answers 503 and each answer closes its connection, so
+	// a load balancer stops sending here before the listener closes. Idle
+	// connections stay open until then: closing one now could race with a
+	// request the balancer is sending on it.
 	ops.draining.Store(true)
-	srv.SetKeepAlivesEnabled(false)
 	if f.drainDelay > 0 {
 		logger.Info("draining: /readyz answers 503", "drain_delay", f.drainDelay.String())
 		time.Sleep(f.drainDelay)

@@ -30,6 +30,8 @@ func serveOpsFlags(fs *flag.FlagSet, e *env, f *serveFlags) {
 	fs.StringVar(&f.tlsKey, "tls-key", e.stringEnv("CUSTINFO_TLS_KEY", ""), "PEM private key of --tls-cert, reloaded on SIGHUP (env CUSTINFO_TLS_KEY)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", e.stringEnv("CUSTINFO_METRICS_ADDR", ""),
 		"serve /metrics (and /healthz, /readyz) on this separate plain-HTTP address, for Prometheus; /metrics is never served on --addr, where the helpdesk connects (empty: no metrics) (env CUSTINFO_METRICS_ADDR)")
+	fs.StringVar(&f.replay, "replay", e.stringEnv("CUSTINFO_REPLAY", "lookup"),
+		"reuse of a verified signature within --timestamp-window: lookup refuses it on any other lookup (a retry to the same one is answered); strict refuses every second use. Remembered per instance only (env CUSTINFO_REPLAY)")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 5*time.Second, "time to read a request's headers")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 10*time.Second, "time to read a whole request")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 0, "time from the end of a request's headers to the end of its answer (0: --query-timeout + 10s)")
@@ -52,6 +54,7 @@ type serveOps struct {
 	cert     *certReloader // nil: plain HTTP
 	metrics  *httpapi.Metrics
 	draining atomic.Bool
+	replay   httpapi.ReplayMode
 	// replicas names the replicas in use for /readyz; nil without replicas.
 	replicas func() (inUse, skipped []string)
 }
@@ -70,6 +73,9 @@ func newServeOps(f serveFlags, logger *slog.Logger) (*serveOps, error) {
 			return nil, err
 		}
 		logger.Info("TLS certificate loaded", "file", f.tlsCert, "not_after", o.cert.notAfter().UTC().Format(time.RFC3339))
+	}
+	if o.replay, err = httpapi.ParseReplayMode(f.replay); err != nil {
+		return nil, fmt.Errorf("--replay: %w", err)
 	}
 	if f.minConns < 0 || f.maxConns < 0 || (f.maxConns > 0 && f.minConns > f.maxConns) {
 		return nil, fmt.Errorf("--pool-min-conns %d and --pool-max-conns %d: want 0 <= min <= max", f.minConns, f.maxConns)
@@ -100,6 +106,18 @@ func (o *serveOps) ready(pool *pgxpool.Pool) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// closeWhenDraining answers with "Connection: close" once the server is
+// draining, so clients and load balancers open their next connection
+// elsewhere.
+func (o *serveOps) closeWhenDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serveHTTP serves srv on ln, with TLS when a certificate is configured.

@@ -103,7 +103,8 @@ $$;
 -- +goose StatementEnd
 
 -- access_log_ensure_partitions creates the daily partitions from first_day to
--- last_day (UTC dates, at most 400 days), skipping days that already have
+-- last_day (UTC dates, at most 400 days apart, none more than 400 days from
+-- today, so that a caller cannot fill the catalog), skipping days that already have
 -- one, and returns how many it created. It drains the default partition too:
 -- a day of the year before first_day that has rows waiting there gets its
 -- partition, and the rows of every day it creates move into it. It runs as
@@ -123,8 +124,15 @@ DECLARE
     part    text;
     created integer := 0;
 BEGIN
-    IF first_day IS NULL OR last_day IS NULL OR last_day < first_day OR last_day - first_day >= 400 THEN
-        RAISE EXCEPTION 'access_log_ensure_partitions(%, %): want first_day <= last_day, at most 400 days apart', first_day, last_day
+    -- Two tests: SQL does not promise the order in which OR evaluates, and
+    -- subtracting an infinite date fails.
+    IF first_day IS NULL OR last_day IS NULL OR NOT isfinite(first_day) OR NOT isfinite(last_day) THEN
+        RAISE EXCEPTION 'access_log_ensure_partitions(%, %): want two finite dates', first_day, last_day
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF first_day < current_date - 400 OR last_day > current_date + 400
+       OR last_day < first_day OR last_day - first_day >= 400 THEN
+        RAISE EXCEPTION 'access_log_ensure_partitions(%, %): want first_day <= last_day, at most 400 days apart, within 400 days of today', first_day, last_day
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('custinfo.access_log partitions'));

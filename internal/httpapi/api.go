@@ -60,6 +60,12 @@ type Config struct {
 	// Coalescer, when set, runs the lookups, answering requests for the same
 	// lookup that wait while its queries run with one query.
 	Coalescer *lookup.Coalescer
+	// Replay says which reuses of a verified signature within the timestamp
+	// window are refused: by default its use on another lookup.
+	Replay ReplayMode
+	// ReplayCapacity bounds the signatures remembered for that; 0 means
+	// DefaultReplayCapacity.
+	ReplayCapacity int
 	// Tracer, when set, traces each lookup request (trace.go); nil turns
 	// tracing off at the cost of a nil check.
 	Tracer trace.Tracer
@@ -90,6 +96,20 @@ type Outcome struct {
 type server struct {
 	cfg       Config
 	diagnoses diagnoseLimit
+	replay    *replayGuard
+	// verify is signature.Verify; tests count its calls.
+	verify func(keys []signature.Key, path string, body []byte, ts, sig string) (signature.Key, error)
+	// decoys is a random key no request is signed with, verified against
+	// on the paths that refuse a request before trying its lookup's keys.
+	decoys []signature.Key
+}
+
+// newDecoys returns one random key that verifies the body scheme, as a
+// helpdesk key does.
+func newDecoys() []signature.Key {
+	secret := make([]byte, 24)
+	_, _ = rand.Read(secret)
+	return []signature.Key{{Secret: []byte(hex.EncodeToString(secret)), Schemes: []signature.Scheme{signature.SchemeBody}}}
 }
 
 // diagnosesPerSecond bounds the work spent naming the mistake behind refused
@@ -115,6 +135,11 @@ func (l *diagnoseLimit) allow(now time.Time) bool {
 
 // New returns the HTTP handler of the service.
 func New(cfg Config) http.Handler {
+	return newServer(cfg).handler()
+}
+
+// newServer returns the server of cfg, its zero fields given their defaults.
+func newServer(cfg Config) *server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -130,7 +155,21 @@ func New(cfg Config) http.Handler {
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = DefaultQueryTimeout
 	}
-	s := &server{cfg: cfg}
+	s := &server{
+		cfg:    cfg,
+		replay: newReplayGuard(cfg.Replay, cfg.TimestampWindow, cfg.ReplayCapacity),
+		verify: signature.Verify,
+		decoys: newDecoys(),
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.replay.Store(s.replay)
+	}
+	return s
+}
+
+// handler returns the routes of s.
+func (s *server) handler() http.Handler {
+	cfg := s.cfg
 	e := echo.NewWithConfig(echo.Config{
 		Logger:           cfg.Logger,
 		IPExtractor:      cfg.IPExtractor,
@@ -268,8 +307,27 @@ func (s *server) lookup(c *echo.Context) error {
 	if len(tsValues) == 1 {
 		ts = tsValues[0]
 	}
-	if _, err := signature.ParseTimestamp(ts, now, s.cfg.TimestampWindow); err != nil {
+	stamped, err := signature.ParseTimestamp(ts, now, s.cfg.TimestampWindow)
+	if err != nil {
 		return err
+	}
+
+	auth := r.Header.Values("Authorization")
+	sig := ""
+	if len(auth) == 1 {
+		sig = auth[0]
+	}
+	// deny refuses a request before any of its lookup's keys is tried,
+	// after the work of a verification that fails, so the time of the
+	// answer does not tell an unknown lookup from a wrong signature.
+	// The diagnosis of a wrong signature is mirrored too, within the same
+	// budget: otherwise the slower answers would name the lookups that exist.
+	deny := func(reason string) error {
+		_, err := s.verify(s.decoys, signedPath(r), body, ts, sig)
+		if errors.Is(err, signature.ErrMismatch) && s.diagnoses.allow(now) {
+			_ = signature.Diagnose(s.decoys, signedPath(r), body, ts, sig)
+		}
+		return &deniedError{Reason: reason}
 	}
 
 	snap := s.snapshot()
@@ -279,28 +337,24 @@ func (s *server) lookup(c *echo.Context) error {
 	l, ok := snap.Get(name)
 	switch {
 	case !ok:
-		return &deniedError{Reason: "unknown lookup"}
+		return deny("unknown lookup")
 	case !l.Enabled:
-		return &deniedError{Reason: "lookup is disabled"}
+		return deny("lookup is disabled")
 	}
 	ip, err := netip.ParseAddr(c.RealIP())
 	if err != nil || !l.Allows(ip) {
-		return &deniedError{Reason: "client address " + c.RealIP() + " is outside allowed_networks"}
+		return deny("client address " + c.RealIP() + " is outside allowed_networks")
 	}
 	o.ClientIP = ip
 	keys := snap.Keys(l, now)
 	if len(keys) == 0 {
-		return &deniedError{Reason: "no active key for this lookup"}
+		return deny("no active key for this lookup")
 	}
-	auth := r.Header.Values("Authorization")
-	sig := ""
-	if len(auth) == 1 {
-		sig = auth[0]
-	} else if len(auth) > 1 {
-		return &deniedError{Reason: "Authorization appears more than once"}
+	if len(auth) > 1 {
+		return deny("Authorization appears more than once")
 	}
 	span := s.startSpan(r.Context(), SpanSignature)
-	key, err := signature.Verify(keys, signedPath(r), body, ts, sig)
+	key, err := s.verify(keys, signedPath(r), body, ts, sig)
 	endSpan(span, err)
 	if err != nil {
 		reason := err.Error()
@@ -311,7 +365,11 @@ func (s *server) lookup(c *echo.Context) error {
 		}
 		return &deniedError{Reason: reason}
 	}
-	o.KeyID, o.Verified = key.ID, true
+	o.KeyID = key.ID
+	if err := s.replay.check(sig, l.Name, stamped, now); err != nil {
+		return &deniedError{Reason: err.Error()}
+	}
+	o.Verified = true
 
 	span = s.startSpan(r.Context(), SpanBind)
 	values, err := decodeFields(body, l.Wants)

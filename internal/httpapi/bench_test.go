@@ -33,7 +33,7 @@ INSERT INTO custinfo.lookup_params (lookup, field, source_column, match, require
     ('customer', 'nation', NULL, 'hint', false, NULL, NULL);
 INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VALUES
     ('customer', 'userName', 'name', 1), ('customer', 'id', 'customer_no', 2);
-INSERT INTO custinfo.api_keys (lookup, secret, label) VALUES ('customer', 'bench-key', 'bench');
+INSERT INTO custinfo.api_keys (lookup, secret, label) VALUES ('customer', 'bench-key-0123456', 'bench');
 `
 
 // benchWriter is a ResponseWriter that keeps nothing, so the benchmark
@@ -96,7 +96,7 @@ func BenchmarkHandler(b *testing.B) {
 			req.ContentLength = int64(len(body))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("X-TC-Timestamp", ts)
-			req.Header.Set("Authorization", signature.Sign([]byte("bench-key"), signature.SchemeBody, "", body, ts))
+			req.Header.Set("Authorization", signature.Sign([]byte("bench-key-0123456"), signature.SchemeBody, "", body, ts))
 			rb := &benchBody{}
 			req.Body = rb
 			w := &benchWriter{h: http.Header{}}

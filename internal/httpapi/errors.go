@@ -132,6 +132,9 @@ func resolve(err error) apiError {
 	case errors.As(err, &to):
 		return apiError{http.StatusInternalServerError, CodeDatabaseTimeout, msgServer,
 			"the database did not answer within " + to.After}
+	case errors.Is(err, lookup.ErrQueueFull):
+		return apiError{http.StatusInternalServerError, CodeDatabaseError, msgServer,
+			"too many requests are waiting for this lookup's database queries; try again"}
 	case errors.As(err, &qe):
 		if errors.Is(err, context.DeadlineExceeded) {
 			return apiError{http.StatusInternalServerError, CodeDatabaseTimeout, msgServer, "the database did not answer in time"}

@@ -30,17 +30,17 @@ import (
 // The fixture's keys, as the helpdesk's admin UI would show them.
 const (
 	keyMain       = "bf7769e5321448de88838cdb" // looks like hex; used as its UTF-8 bytes
-	keyRotated    = "rotated-2025-키"           // a second active key for customer (rotation), not ASCII
-	keyURIOnly    = "uri-only-key"             // accepts scheme uri_body only
+	keyRotated    = "rotated-2025-키-01"        // a second active key for customer (rotation), not ASCII
+	keyURIOnly    = "uri-only-key-0123"        // accepts scheme uri_body only
 	keyBoth       = "both-schemes-key"         // accepts body and uri_body
-	keyRevoked    = "revoked-key"
-	keyExpired    = "expired-key"
+	keyRevoked    = "revoked-key-0123"
+	keyExpired    = "expired-key-0123"
 	keyLaterOff   = "revoked-tomorrow-key" // revoked_at in the future: still active
 	keyOther      = "other-lookup-key"     // for lookup other only
 	keyDisabled   = "disabled-lookup-key"  // for the disabled lookup
-	keyRestricted = "restricted-key"       // for the lookup limited to 10.0.0.0/8
-	keyByID       = "by-id-key"            // for customer_by_id and customer_phone
-	keyFaults     = "faults-key"           // for broken and slow
+	keyRestricted = "restricted-key-01"    // for the lookup limited to 10.0.0.0/8
+	keyByID       = "by-id-key-0123456"    // for customer_by_id and customer_phone
+	keyFaults     = "faults-key-012345"    // for broken and slow
 )
 
 // customersSQL creates the customer data the lookups read: Korean names,
@@ -55,7 +55,7 @@ CREATE TABLE crm.customers (
     phone       text NOT NULL,
     email       text NULL
 );
-CREATE INDEX customers_phone_idx ON crm.customers (phone);
+CREATE INDEX customers_phone_idx ON crm.customers (custinfo.phone_key(phone));
 INSERT INTO crm.customers (id, customer_no, name, phone, email) VALUES
     (1, 'C-1001', '홍길동', '010-1234-5678', 'hong@example.com'),
     (2, 'C-1002', '김민준', '+82 10-2222-3333', NULL),
@@ -92,17 +92,17 @@ SELECT name, r.field, r.col, r.pos FROM custinfo.lookups,
     (VALUES ('userName', 'name', 1), ('id', 'customer_no', 2), ('email', 'email', 3)) AS r (field, col, pos);
 INSERT INTO custinfo.api_keys (lookup, secret, label, schemes, expires_at, revoked_at) VALUES
     ('customer',       'bf7769e5321448de88838cdb', 'helpdesk 2024',    '{body}',          NULL, NULL),
-    ('customer',       'rotated-2025-키',          'helpdesk 2025',    '{body}',          now() + interval '30 days', NULL),
-    ('customer',       'uri-only-key',             'uri scheme',       '{uri_body}',      NULL, NULL),
+    ('customer',       'rotated-2025-키-01',          'helpdesk 2025',    '{body}',          now() + interval '30 days', NULL),
+    ('customer',       'uri-only-key-0123',             'uri scheme',       '{uri_body}',      NULL, NULL),
     ('customer',       'both-schemes-key',         'both schemes',     '{body,uri_body}', NULL, NULL),
-    ('customer',       'revoked-key',              'revoked',          '{body}',          NULL, now() - interval '1 hour'),
-    ('customer',       'expired-key',              'expired',          '{body}',          now() - interval '1 hour', NULL),
+    ('customer',       'revoked-key-0123',              'revoked',          '{body}',          NULL, now() - interval '1 hour'),
+    ('customer',       'expired-key-0123',              'expired',          '{body}',          now() - interval '1 hour', NULL),
     ('customer',       'revoked-tomorrow-key',     'revoked tomorrow', '{body}',          NULL, now() + interval '1 day'),
     ('other',          'other-lookup-key',         'other',            '{body}',          NULL, NULL),
     ('disabled',       'disabled-lookup-key',      'disabled',         '{body}',          NULL, NULL),
-    ('restricted',     'restricted-key',           'restricted',       '{body}',          NULL, NULL),
-    ('customer_by_id', 'by-id-key',                'by id',            '{body}',          NULL, NULL),
-    ('customer_phone', 'by-id-key',                'phone',            '{body}',          NULL, NULL);
+    ('restricted',     'restricted-key-01',           'restricted',       '{body}',          NULL, NULL),
+    ('customer_by_id', 'by-id-key-0123456',                'by id',            '{body}',          NULL, NULL),
+    ('customer_phone', 'by-id-key-0123456',                'phone',            '{body}',          NULL, NULL);
 `
 
 // faultsSQL adds a lookup whose mapping names a column dropped after the
@@ -120,7 +120,7 @@ INSERT INTO custinfo.lookup_results (lookup, field, source_column, position) VAL
     ('slow', 'userName', 'name', 1),
     ('slow', 'nap', 'nap', 2);
 INSERT INTO custinfo.api_keys (lookup, secret, label) VALUES
-    ('broken', 'faults-key', 'faults'), ('slow', 'faults-key', 'faults');
+    ('broken', 'faults-key-012345', 'faults'), ('slow', 'faults-key-012345', 'faults');
 `
 
 // breakSQL drops the column of the broken lookup, in a transaction after the

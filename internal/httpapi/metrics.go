@@ -70,6 +70,7 @@ type Metrics struct {
 
 	mu      sync.Mutex // serialises additions to lookups
 	lookups atomic.Pointer[map[string]*lookupMetrics]
+	replay  atomic.Pointer[replayGuard] // set by New
 }
 
 // ReplicaState is a read replica as the metrics report it.
@@ -255,6 +256,8 @@ var (
 		"Access-log rows dropped because the queue was full.", nil, nil)
 	descFailedWrites = prometheus.NewDesc("custinfo_access_log_failed_writes_total",
 		"Access-log batch writes that failed and are retried (the database unreachable or slow), with checks of a write left in doubt that found no answer; each retry counts.", nil, nil)
+	descReplayEvicted = prometheus.NewDesc("custinfo_replay_guard_evicted_total",
+		"Verified signatures forgotten before their timestamp left the window because more arrived than the replay guard holds; their replay to another lookup is no longer refused.", nil, nil)
 	descCertNotAfter = prometheus.NewDesc("custinfo_tls_cert_not_after_timestamp_seconds",
 		"Expiry of the served TLS certificate, in seconds since the Unix epoch.", nil, nil)
 	descReady = prometheus.NewDesc("custinfo_ready",
@@ -291,7 +294,7 @@ var (
 // Describe sends every metric the collector may report.
 func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descQueueDepth, descWritten, descDropped, descFailedWrites, descCertNotAfter,
+		descQueueDepth, descWritten, descDropped, descFailedWrites, descCertNotAfter, descReplayEvicted,
 		descReady, descCoalescedQueries, descCoalescedRequests,
 		descAcquired, descIdle, descTotal, descConstructing, descMax,
 		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
@@ -315,6 +318,9 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := m.AccessLogFailedWritesFunc; f != nil {
 		ch <- prometheus.MustNewConstMetric(descFailedWrites, prometheus.CounterValue, float64(f()))
+	}
+	if g := m.replay.Load(); g != nil {
+		ch <- prometheus.MustNewConstMetric(descReplayEvicted, prometheus.CounterValue, float64(g.evicted.Load()))
 	}
 	if f := m.TLSCertNotAfterFunc; f != nil {
 		if t := f(); !t.IsZero() {

@@ -72,14 +72,16 @@ type CoalescerConfig struct {
 // longer than the stall limit (StallFactor times the moving average of the
 // lookup's query latency, clamped to StallMin..StallMax) gives up its place
 // in flight: the requests waiting behind it run at once, and a request that
-// arrives later runs alone. A coalesced query that stalls is abandoned
-// (cancelled), and so is one that fails or reaches the earliest deadline of
-// its requests: each of its requests is then answered at once by running
-// alone, in parallel, within its own remaining time. So a request waits at
-// most one stall limit for its neighbours, and one bad value or slow row
-// fails only its own request. At most MaxWaiting requests wait per
-// statement; more are refused with ErrQueueFull rather than queued behind a
-// database that does not keep up.
+// arrives later runs alone. A coalesced query that runs past StallFactor
+// times that latency (at least StallMin, but not clamped above, so that a
+// uniformly slow database does not have every query thrown away and redone)
+// is abandoned (cancelled), and so is one that fails or reaches the
+// earliest deadline of its requests: each of its requests is then answered
+// at once by running alone, in parallel, within its own remaining time. So
+// a request waits at most about one stall limit for its neighbours, and one
+// bad value or slow row fails only its own request. At most MaxWaiting
+// requests wait per statement; more are refused with ErrQueueFull rather
+// than queued behind a database that does not keep up.
 type Coalescer struct {
 	cfg       CoalescerConfig
 	wg        sync.WaitGroup // the goroutines running coalesced queries, armed timers
@@ -237,10 +239,11 @@ func (w *waiter) settle(res Result, err error, retry bool) {
 // run is a query holding a place in flight: a request running alone in its
 // own goroutine (batch nil) or a query of the Coalescer answering batch.
 type run struct {
-	start   time.Time
-	stalled bool // ran past the stall limit and gave up its place
-	batch   []*waiter
-	cancel  context.CancelFunc // ends the query of batch
+	start     time.Time
+	released  bool // gave up its place in flight (stalled or abandoned)
+	abandoned bool // its requests were woken to run alone
+	batch     []*waiter
+	cancel    context.CancelFunc // ends the query of batch
 }
 
 // batchQueue holds the requests waiting for one statement of a lookup.
@@ -249,9 +252,9 @@ type batchQueue struct {
 
 	mu       sync.Mutex
 	inflight int    // places in flight taken
-	runs     []*run // the queries holding them
+	runs     []*run // the queries running, but abandoned ones
 	pending  []*waiter
-	latency  time.Duration // moving average of the queries' durations
+	latency  time.Duration // moving average of the queries' durations (see observe)
 	armed    bool          // timer will call tick
 	timer    *time.Timer
 }
@@ -265,39 +268,62 @@ func (q *batchQueue) leave(w *waiter) {
 	}
 }
 
-// stallAfter is how long a query of q may run before it stops holding
-// others back. q.mu is held.
-func (c *Coalescer) stallAfter(q *batchQueue) time.Duration {
-	return min(max(StallFactor*q.latency, c.cfg.StallMin), c.cfg.StallMax)
+// limits returns how long a query of q may run before it stops holding
+// later requests back (StallFactor times the recent latency, clamped to
+// StallMin..StallMax), and before a coalesced query is abandoned (the same
+// multiple, at least StallMin, not clamped above: when the whole database
+// is slow, its queries are not thrown away and redone). q.mu is held.
+func (c *Coalescer) limits(q *batchQueue) (stall, abandon time.Duration) {
+	abandon = max(StallFactor*q.latency, c.cfg.StallMin)
+	return min(abandon, c.cfg.StallMax), abandon
+}
+
+// observe adds a query's duration d to q's moving average. One sample
+// counts at most twice the abandon limit, so a single very slow query does
+// not make the limits lax for long. q.mu is held.
+func (q *batchQueue) observe(d time.Duration) {
+	if q.latency == 0 {
+		q.latency = d
+		return
+	}
+	d = min(d, 2*StallFactor*q.latency)
+	q.latency += (d - q.latency) / 8
 }
 
 // sweep makes the queries of q that have run past the stall limit give up
-// their place in flight, and abandons the coalesced ones among them. A
-// request running alone is only marked when waiting says a request needs
-// its place; it goes on, within its own deadline. q.mu is held.
+// their place in flight when a request needs it (waiting, or requests
+// pending), and abandons the coalesced queries past the abandon limit. A
+// stalled query goes on, within its requests' deadlines. q.mu is held.
 func (c *Coalescer) sweep(q *batchQueue, now time.Time, waiting bool) {
-	limit := c.stallAfter(q)
+	stall, abandon := c.limits(q)
 	waiting = waiting || len(q.pending) > 0
 	kept := q.runs[:0]
 	for _, r := range q.runs {
-		coalesced := len(r.batch) > 1
-		if now.Sub(r.start) < limit || !coalesced && !waiting {
-			kept = append(kept, r)
+		age := now.Sub(r.start)
+		if !r.released && waiting && age >= stall {
+			r.released = true
+			q.inflight--
+			c.stalls.Add(1)
+		}
+		if len(r.batch) > 1 && !r.abandoned && age >= abandon {
+			c.abandon(q, r)
+			q.observe(age) // at least this slow: the limits follow a slow database
 			continue
 		}
-		r.stalled = true
-		q.inflight--
-		c.stalls.Add(1)
-		if coalesced {
-			c.abandon(r)
-		}
+		kept = append(kept, r)
 	}
 	clear(q.runs[len(kept):])
 	q.runs = kept
 }
 
-// abandon gives up the coalesced query of r: its requests run alone now.
-func (c *Coalescer) abandon(r *run) {
+// abandon gives up the coalesced query of r: it is cancelled and its
+// requests run alone now. q.mu is held.
+func (c *Coalescer) abandon(q *batchQueue, r *run) {
+	if !r.released {
+		r.released = true
+		q.inflight--
+	}
+	r.abandoned = true
 	c.abandoned.Add(1)
 	r.cancel()
 	for _, w := range r.batch {
@@ -346,34 +372,35 @@ func (c *Coalescer) finish(l *Lookup, q *batchQueue, r *run, timely bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if timely {
-		d := now.Sub(r.start)
-		if q.latency == 0 {
-			q.latency = d
-		} else {
-			q.latency += (d - q.latency) / 8
-		}
+		q.observe(now.Sub(r.start))
 	}
-	if !r.stalled {
+	if !r.released {
 		q.inflight--
-		if i := slices.Index(q.runs, r); i >= 0 {
-			q.runs = slices.Delete(q.runs, i, i+1)
-		}
+	}
+	if i := slices.Index(q.runs, r); i >= 0 {
+		q.runs = slices.Delete(q.runs, i, i+1)
 	}
 	c.fill(l, q, now)
 }
 
-// arm starts a timer for when the first query of q that matters passes the
-// stall limit: any, while requests wait; a coalesced one, always. q.mu is
-// held. A timer no longer needed is stopped, so Wait does not wait for it.
+// arm starts a timer for the next time sweep has something to do: a query
+// holding its place passes the stall limit while requests wait, or a
+// coalesced query passes the abandon limit. q.mu is held. A timer no longer
+// needed is stopped, so Wait does not wait for it.
 func (c *Coalescer) arm(l *Lookup, q *batchQueue, now time.Time) {
 	var at time.Time
-	limit := c.stallAfter(q)
-	for _, r := range q.runs {
-		if len(q.pending) == 0 && len(r.batch) < 2 {
-			continue
-		}
-		if t := r.start.Add(limit); at.IsZero() || t.Before(at) {
+	stall, abandon := c.limits(q)
+	next := func(t time.Time) {
+		if at.IsZero() || t.Before(at) {
 			at = t
+		}
+	}
+	for _, r := range q.runs {
+		if !r.released && len(q.pending) > 0 {
+			next(r.start.Add(stall))
+		}
+		if len(r.batch) > 1 && !r.abandoned {
+			next(r.start.Add(abandon))
 		}
 	}
 	if q.armed {
@@ -420,7 +447,8 @@ func (c *Coalescer) answer(ctx context.Context, l *Lookup, q *batchQueue, r *run
 	c.answered.Add(uint64(len(batch)))
 	if err != nil {
 		q.mu.Lock()
-		if !r.stalled { // else abandoned and counted already
+		if !r.abandoned { // else counted already
+			r.abandoned = true
 			c.abandoned.Add(1)
 		}
 		q.mu.Unlock()

@@ -40,11 +40,11 @@ func (l *Lookup) sampleArgs(pi int) (Prepared, error) {
 	probe := "SELECT 1 FROM " + l.source + l.where(mask)
 	args := []any{values[p.Field]}
 	if p.Match == MatchPhone {
-		sp, err := l.spellings(&p, values[p.Field], map[string]string{p.RegionField: "KR"})
+		keys, err := l.phoneKeys(&p, values[p.Field], map[string]string{p.RegionField: "KR"})
 		if err != nil {
 			return Prepared{}, err
 		}
-		args = []any{sp}
+		args = []any{keys}
 	}
 	return Prepared{SQL: probe, Args: args}, nil
 }
@@ -59,6 +59,9 @@ func (l *Lookup) IndexWarnings(ctx context.Context, pool *pgxpool.Pool) ([]strin
 	var out []string
 	for _, pi := range l.matched {
 		p := l.params[pi]
+		if p.Match == MatchPhone {
+			continue // PhoneKeyIndexLines: the index is on custinfo.phone_key(column)
+		}
 		prep, err := l.sampleArgs(pi)
 		if err != nil {
 			return nil, fmt.Errorf("plan param %q: %w", p.Field, err)
@@ -105,11 +108,16 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 	var walk func(n planNode)
 	walk = func(n planNode) {
 		// A sequential scan, or an index scan with no condition (the whole
-		// index read for its order), reads every row.
+		// index read for its order, or as a bitmap when sequential scans
+		// are discouraged), reads every row.
 		full := n.NodeType == "Seq Scan" ||
-			(n.NodeType == "Index Scan" || n.NodeType == "Index Only Scan") && n.IndexCond == ""
+			(n.NodeType == "Index Scan" || n.NodeType == "Index Only Scan" || n.NodeType == "Bitmap Index Scan") && n.IndexCond == ""
 		if full {
-			scans = append(scans, n.RelationName)
+			name := n.RelationName
+			if name == "" {
+				name = n.IndexName // a Bitmap Index Scan names only its index
+			}
+			scans = append(scans, name)
 		}
 		for _, c := range n.Plans {
 			walk(c)
@@ -124,6 +132,7 @@ func seqScans(ctx context.Context, pool *pgxpool.Pool, prep Prepared) ([]string,
 type planNode struct {
 	NodeType     string     `json:"Node Type"`
 	RelationName string     `json:"Relation Name"`
+	IndexName    string     `json:"Index Name"`
 	IndexCond    string     `json:"Index Cond"`
 	Plans        []planNode `json:"Plans"`
 }

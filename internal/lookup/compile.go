@@ -409,7 +409,8 @@ func (l *Lookup) query(alias, where string) string {
 }
 
 // where returns the WHERE clause for the present matched params in mask.
-// The column always stands bare on the left, so its index can serve.
+// The column stands bare on the left, or inside the expression its index
+// is made on (lower(column), custinfo.phone_key(column)), so an index serves.
 func (l *Lookup) where(mask uint32) string {
 	return l.whereArgs(mask, func(n int) string { return "$" + strconv.Itoa(n) })
 }
@@ -432,7 +433,9 @@ func (l *Lookup) whereArgs(mask uint32, arg func(n int) string) string {
 		arg := arg(n)
 		switch {
 		case p.Match == MatchPhone:
-			fmt.Fprintf(&b, "%s = ANY(CAST(%s::text[] AS %s[]))", p.column, arg, p.typeName)
+			// The key of the stored value against the asked number's keys:
+			// an index on custinfo.phone_key(column) serves it.
+			fmt.Fprintf(&b, "custinfo.phone_key(%s) = ANY(%s::text[])", p.column, arg)
 		case p.Match == MatchCI && !p.citext:
 			fmt.Fprintf(&b, "lower(%s) = lower(%s::text)", p.column, arg)
 		default:

@@ -14,7 +14,7 @@ type Match string
 const (
 	MatchExact Match = "exact" // column = value
 	MatchCI    Match = "ci"    // lower(column) = lower(value); citext columns compare directly
-	MatchPhone Match = "phone" // column = ANY(every spelling of the number)
+	MatchPhone Match = "phone" // custinfo.phone_key(column) = ANY(the keys of the number)
 	MatchHint  Match = "hint"  // accepted in the request, not matched
 )
 

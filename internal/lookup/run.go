@@ -106,14 +106,14 @@ func (l *Lookup) Bind(values map[string]string) (Prepared, error) {
 			args = append(args, v)
 			continue
 		}
-		spellings, err := l.spellings(p, v, values)
+		keys, err := l.phoneKeys(p, v, values)
 		if err != nil {
 			return Prepared{}, err
 		}
 		if p.Field == query {
-			normalized = spellings[0] // E.164 comes first
+			normalized = keys[0] // E.164 comes first
 		}
-		args = append(args, spellings)
+		args = append(args, keys)
 	}
 	if mask == 0 {
 		return Prepared{}, &InputError{Reason: "no field to match was given (" + l.matchedFields() + ")"}
@@ -129,7 +129,10 @@ func (l *Lookup) matchedFields() string {
 	return strings.Join(names, ", ")
 }
 
-func (l *Lookup) spellings(p *compiledParam, v string, values map[string]string) ([]string, error) {
+// phoneKeys returns the keys (see phone.Keys) of the number v of param p:
+// v read in the region of p's region field, else in p's default region;
+// stored values without a country code read in p's default region.
+func (l *Lookup) phoneKeys(p *compiledParam, v string, values map[string]string) ([]string, error) {
 	region := p.DefaultRegion
 	if p.RegionField != "" {
 		if r := strings.TrimSpace(values[p.RegionField]); r != "" {
@@ -144,11 +147,11 @@ func (l *Lookup) spellings(p *compiledParam, v string, values map[string]string)
 		}
 		return nil, &InputError{Field: field, Reason: err.Error()}
 	}
-	sp, err := phone.Spellings(v, iso)
+	keys, err := phone.Keys(v, iso, p.DefaultRegion)
 	if err != nil {
 		return nil, &InputError{Field: p.Field, Reason: err.Error()}
 	}
-	return sp, nil
+	return keys, nil
 }
 
 func phoneRegion(s string) (string, error) {

@@ -35,7 +35,9 @@ var foreignCandidates = []string{
 
 // SampleOptions bound the data checks of SampleData.
 type SampleOptions struct {
-	// Size is the most stored values read per phone param (DefaultSampleSize when 0).
+	// Size is about how many stored values are read per phone param
+	// (DefaultSampleSize when 0): exactly at most Size from a view or a
+	// small table, about Size (at most 4 × Size) from a table sampled by page.
 	Size int
 	// Timeout bounds each sample query (statement_timeout; DefaultSampleTimeout when 0).
 	Timeout time.Duration
@@ -52,7 +54,8 @@ type Share struct {
 // look like foreign numbers stored without their country code.
 type DataReport struct {
 	Field, Column, Region string
-	// Method says how the rows were picked: "TABLESAMPLE SYSTEM (p)" or "LIMIT n".
+	// Method says how the rows were picked: "TABLESAMPLE SYSTEM (p)" (p
+	// percent of the pages, at random) or "LIMIT n" (the first n rows).
 	Method string
 	// Sampled is the number of rows read; Blank of them held NULL or only
 	// white space (they match nothing, and need not).
@@ -128,32 +131,53 @@ func (l *Lookup) sampleParam(ctx context.Context, pool *pgxpool.Pool, p *compile
 	var (
 		kind   string
 		tuples float64
+		pages  int64
 	)
-	if err := tx.QueryRow(ctx, `SELECT c.relkind::text, c.reltuples FROM pg_class c WHERE c.oid = to_regclass($1)`, l.source).Scan(&kind, &tuples); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT c.relkind::text, c.reltuples, c.relpages FROM pg_class c WHERE c.oid = to_regclass($1)`, l.source).Scan(&kind, &tuples, &pages); err != nil {
 		return rep, fmt.Errorf("read statistics of %s: %w", l.source, err)
 	}
-	sql := "SELECT " + p.column + "::text FROM " + l.source
-	rep.Method = "LIMIT " + strconv.Itoa(opt.Size)
-	if (kind == "r" || kind == "m") && tuples > float64(10*opt.Size) {
-		// Whole pages at random: read about four times the sample, so a
-		// table whose rows cluster still gives Size values from many pages.
-		pct := min(100, 400*float64(opt.Size)/tuples)
+	limit := " LIMIT " + strconv.Itoa(opt.Size)
+	plain := "SELECT " + p.column + "::text FROM " + l.source
+	sql, method := plain+limit, "LIMIT "+strconv.Itoa(opt.Size)
+	if (kind == "r" || kind == "m") && tuples > float64(10*opt.Size) && pages > 0 {
+		// Whole pages at random, about Size rows' worth and at least 30
+		// pages, all of them read: a LIMIT near Size would keep only the
+		// first pages drawn, which are the table's first pages. The LIMIT
+		// only bounds a table whose statistics are far off.
+		pct := min(100, max(100*float64(opt.Size)/tuples, 3000/float64(pages)))
 		spec := strconv.FormatFloat(pct, 'g', 3, 64)
-		sql += " TABLESAMPLE SYSTEM (" + spec + ")"
-		rep.Method = "TABLESAMPLE SYSTEM (" + spec + ") LIMIT " + strconv.Itoa(opt.Size)
+		bound := " LIMIT " + strconv.Itoa(4*opt.Size)
+		sql = plain + " TABLESAMPLE SYSTEM (" + spec + ")" + bound
+		method = "TABLESAMPLE SYSTEM (" + spec + ")"
 	}
-	sql += " LIMIT " + strconv.Itoa(opt.Size)
+	rep.Method = method
+	if err := sampleRows(ctx, tx, sql, &rep, iso); err != nil {
+		return rep, err
+	}
+	if rep.Sampled == 0 && method != "LIMIT "+strconv.Itoa(opt.Size) && !rep.TimedOut {
+		// The pages drawn were empty (a table much smaller than its
+		// statistics say): read its first rows instead.
+		rep.Method = "LIMIT " + strconv.Itoa(opt.Size) + " (TABLESAMPLE found no rows)"
+		if err := sampleRows(ctx, tx, plain+limit, &rep, iso); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
 
+// sampleRows runs sql, which selects one text column, and adds what its
+// values say to rep. A statement timeout ends the sample without an error.
+func sampleRows(ctx context.Context, tx pgx.Tx, sql string, rep *DataReport, iso string) error {
 	rows, err := tx.Query(ctx, sql)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	countries := map[string]int{}
 	for rows.Next() {
 		var v *string
 		if err := rows.Scan(&v); err != nil {
 			rows.Close()
-			return rep, err
+			return err
 		}
 		rep.Sampled++
 		if v == nil || strings.TrimSpace(*v) == "" {
@@ -181,10 +205,14 @@ func (l *Lookup) sampleParam(ctx context.Context, pool *pgxpool.Pool, p *compile
 	if err := rows.Err(); err != nil {
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != "57014" { // query_canceled: statement_timeout
-			return rep, err
+			return err
 		}
 		rep.TimedOut = true
 	}
+	for _, c := range rep.Countries {
+		countries[c.Region] += c.Count
+	}
+	rep.Countries = rep.Countries[:0]
 	for r, n := range countries {
 		rep.Countries = append(rep.Countries, Share{Region: r, Count: n})
 	}
@@ -192,7 +220,7 @@ func (l *Lookup) sampleParam(ctx context.Context, pool *pgxpool.Pool, p *compile
 		a, b := rep.Countries[i], rep.Countries[j]
 		return a.Count > b.Count || a.Count == b.Count && a.Region < b.Region
 	})
-	return rep, nil
+	return nil
 }
 
 // addExample appends the masked form of v, unless there are enough.

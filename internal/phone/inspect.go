@@ -2,10 +2,8 @@ package phone
 
 import (
 	"strings"
-	"unicode"
 
 	"github.com/nyaruka/phonenumbers"
-	"golang.org/x/text/unicode/norm"
 )
 
 // Inspection says how a value stored in a customer table reads as a phone
@@ -36,19 +34,21 @@ const (
 	ProblemNotNumber = "not a number"
 )
 
-// Inspect reads a stored value as the lookups read it: in region (an ISO
-// code or a calling code) unless it carries its own country calling code.
-// Full-width digits, dashes of every width, a "tel:" prefix and a trailing
-// note or extension ("(mobile)", "ext. 12", "(본인)") are allowed.
+// Inspect reads a stored value as the lookups read it: its key (see Key),
+// in region (an ISO code or a calling code) unless the value carries its
+// own country calling code ('+' or "00").
 func Inspect(value, region string) Inspection {
-	s, digits := storedDigits(value)
-	if digits == 0 {
+	k := Key(value)
+	digits := strings.TrimPrefix(k, "+")
+	switch {
+	case digits == "":
 		return Inspection{Problem: ProblemNoDigits}
-	}
-	if digits < minDigits {
+	case len(digits) < minDigits:
 		return Inspection{Problem: ProblemTooShort}
+	case len(digits) > maxDigits:
+		return Inspection{Problem: ProblemTooLong}
 	}
-	n, valid, _, err := parse(s, region)
+	n, valid, _, err := parse(k, region)
 	if err != nil {
 		reason := ""
 		if pe, ok := err.(*Error); ok {
@@ -63,12 +63,11 @@ func Inspect(value, region string) Inspection {
 			return Inspection{Problem: ProblemNotNumber}
 		}
 	}
-	t := strings.TrimLeft(s, " ")
 	return Inspection{
 		E164:          phonenumbers.Format(n, phonenumbers.E164),
 		Region:        phonenumbers.GetRegionCodeForCountryCode(int(n.GetCountryCode())),
 		Valid:         valid,
-		International: strings.HasPrefix(t, "+") || strings.HasPrefix(Digits(t), "00"),
+		International: k[0] == '+',
 	}
 }
 
@@ -77,13 +76,8 @@ func Inspect(value, region string) Inspection {
 // valid number: a hint that value is a foreign number stored without its
 // country code. A value that carries a '+' or "00" returns nil.
 func NationalElsewhere(value, region string, candidates []string) []string {
-	s, digits := storedDigits(value)
-	if digits < minDigits || digits > maxDigits {
-		return nil
-	}
-	s = strings.TrimLeft(s, " ")
-	d := Digits(s)
-	if strings.HasPrefix(s, "+") || strings.HasPrefix(d, "00") {
+	k := Key(value)
+	if len(k) < minDigits || len(k) > maxDigits || k[0] == '+' {
 		return nil
 	}
 	home, _ := ParseRegion(region)
@@ -92,45 +86,9 @@ func NationalElsewhere(value, region string, candidates []string) []string {
 		if r == home {
 			continue
 		}
-		if n, err := phonenumbers.Parse(d, r); err == nil && phonenumbers.IsValidNumberForRegion(n, r) {
+		if n, err := phonenumbers.Parse(k, r); err == nil && phonenumbers.IsValidNumberForRegion(n, r) {
 			out = append(out, r)
 		}
 	}
 	return out
-}
-
-// storedDigits returns value cleaned as far as this package's parser needs
-// (NFKC, dashes, "tel:", a trailing note or extension cut off) and its
-// number of ASCII digits.
-func storedDigits(value string) (string, int) {
-	if len(value) > 4*MaxInputLen {
-		value = value[:4*MaxInputLen]
-	}
-	s := norm.NFKC.String(value)
-	s = strings.TrimSpace(s)
-	if len(s) >= 4 && strings.EqualFold(s[:4], "tel:") {
-		s = s[4:]
-	}
-	if strings.HasPrefix(s, "+") || strings.HasPrefix(s, "00") {
-		// "+82 (0)10 …": the trunk prefix written after the calling code.
-		s = strings.Replace(s, "(0)", "", 1)
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range s {
-		switch {
-		case r >= '0' && r <= '9':
-			b.WriteRune(r)
-			n++
-		case r == '+' || r == ' ' || r == '-' || r == '.' || r == '/' || r == '(' || r == ')':
-			b.WriteRune(r)
-		case unicode.Is(unicode.Pd, r) || unicode.IsSpace(r):
-			b.WriteByte('-')
-		default:
-			// A letter, '#', ',' ...: the rest is a note or an extension.
-			out := strings.TrimRight(b.String(), " -./(")
-			return out, len(Digits(out))
-		}
-	}
-	return b.String(), n
 }

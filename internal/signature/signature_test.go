@@ -289,3 +289,39 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestCheckKeyStrength(t *testing.T) {
+	tests := []struct {
+		name, key string
+		weak      bool
+	}{
+		{"helpdesk key", "bf7769e5321448de88838cdb", false},
+		{"sixteen", "0123456789abcdef", false},
+		{"sixteen Hangul", "가나다라마바사아자차카타파하가나", false},
+		{"two characters", "abababababababab", false},
+		{"empty", "", true},
+		{"six", "abc123", true},
+		{"fifteen", "0123456789abcde", true},
+		{"fifteen Hangul, 45 bytes", "가나다라마바사아자차카타파하가", true},
+		{"one repeated", "aaaaaaaaaaaaaaaaaaaaaaaa", true},
+		{"one Hangul repeated", "가가가가가가가가가가가가가가가가", true},
+		{"invalid UTF-8 repeated", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := signature.CheckKeyStrength(tt.key)
+			if (err != nil) != tt.weak {
+				t.Fatalf("CheckKeyStrength(%q) = %v, want weak=%v", tt.key, err, tt.weak)
+			}
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, signature.ErrWeakKey) {
+				t.Errorf("CheckKeyStrength(%q) = %v, want ErrWeakKey", tt.key, err)
+			}
+			if tt.key != "" && strings.Contains(err.Error(), tt.key) {
+				t.Errorf("CheckKeyStrength(%q) = %v, which echoes the key", tt.key, err)
+			}
+		})
+	}
+}

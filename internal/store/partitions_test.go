@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -297,10 +299,29 @@ func TestEnsureAccessLogPartitions(t *testing.T) {
 			t.Errorf("EnsureAccessLogPartitions(%s, %s) succeeded, want an error", tt.first, tt.last)
 		}
 	}
-	var sqlErr error
-	_, sqlErr = pool.Exec(ctx, `SELECT custinfo.access_log_ensure_partitions(current_date, current_date + 400)`)
-	if sqlErr == nil {
-		t.Errorf("access_log_ensure_partitions over 401 days succeeded, want an error")
+	// The serve role may call the function: hostile arguments are refused
+	// before anything is created.
+	partsBefore := partitionNames(t, st)
+	for _, args := range []string{
+		"current_date, current_date + 400",       // 401 days
+		"current_date + 1, current_date",         // reversed
+		"NULL, current_date",                     // unknown
+		"current_date, NULL",                     //
+		"current_date + 390, current_date + 401", // too far ahead
+		"current_date - 401, current_date - 390", // too far back
+		"'infinity', 'infinity'",                 //
+		"'-infinity', current_date",              //
+		"'5874897-12-31', '5874897-12-31'",       // the last date PostgreSQL has
+		"'4713-01-01 BC', '4713-01-01 BC'",       // the first
+	} {
+		_, err := pool.Exec(ctx, "SELECT custinfo.access_log_ensure_partitions("+args+")")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "22023" {
+			t.Errorf("access_log_ensure_partitions(%s) = %v, want SQLSTATE 22023 (invalid_parameter_value)", args, err)
+		}
+	}
+	if diff := cmp.Diff(partsBefore, partitionNames(t, st)); diff != "" {
+		t.Errorf("partitions after refused calls (-before +after):\n%s", diff)
 	}
 }
 
