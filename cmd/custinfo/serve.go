@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/custinfo/custinfo/internal/httpapi"
 	"github.com/custinfo/custinfo/internal/reload"
@@ -58,6 +59,9 @@ type serveFlags struct {
 	maxReplicaLag time.Duration
 	listenURL     string
 	drainDelay    time.Duration
+
+	// getenv reads the OTEL_* variables of tracing; nil: tracing off.
+	getenv func(string) string
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {
@@ -84,6 +88,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
+	f.getenv = e.getenv
 	logger, err := newLogger(e.stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
@@ -114,7 +119,13 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
-	dbs, err := openDatabases(ctx, f, ops.poolOptions(f), logger)
+	tracer, err := startTracing(ctx, f.getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer tracer.stop(logger) // after the last request's spans end
+	poolOpts := ops.poolOptions(f)
+	dbs, err := openDatabases(ctx, f, func(c *pgxpool.Config) { poolOpts(c); tracer.poolOptions(c) }, logger)
 	if err != nil {
 		return err
 	}
@@ -172,6 +183,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
 	metrics.AccessLogFailedWritesFunc = alog.FailedBatches
+	metrics.AccessLogPartitionsFunc = alog.PartitionsEnsured
 	metrics.ReadyFunc = ops.ready(pool)
 	if coalescer != nil {
 		metrics.CoalescerStatsFunc = coalescer.Stats
@@ -192,6 +204,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		DoneFunc:        func(o *httpapi.Outcome) { used.note(o); alog.add(o) },
 		Coalescer:       coalescer,
 		Replay:          ops.replay,
+		Tracer:          tracer.tracer(),
 	})
 	srv := &http.Server{
 		Handler:           ops.closeWhenDraining(handler),

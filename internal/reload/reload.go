@@ -250,11 +250,11 @@ func (h *Holder) listen(ctx context.Context) error {
 		defer cancel()
 		_ = conn.Close(cctx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	if err := h.probe(ctx, conn); err != nil {
 		return err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen: %w", err)
 	}
 	// Changes made while nobody listened are picked up now.
 	if h.Snapshot() != nil {
@@ -283,7 +283,9 @@ func (h *Holder) listen(ctx context.Context) error {
 }
 
 // probe checks that conn receives notifications: it listens on a channel
-// of its own, notifies it from the pool (another session) and waits.
+// of its own, notifies it from the pool (another session) and waits. It
+// runs before LISTEN on Channel, which stays the session's last statement
+// (as pg_stat_activity shows it).
 func (h *Holder) probe(ctx context.Context, conn *pgx.Conn) error {
 	channel := fmt.Sprintf("custinfo_probe_%d", conn.PgConn().PID())
 	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
@@ -309,8 +311,6 @@ func (h *Holder) probe(ctx context.Context, conn *pgx.Conn) error {
 			}
 			return nil
 		}
-		// A config notification that came first: the load after the
-		// probe covers it.
 	}
 }
 
