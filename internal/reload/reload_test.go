@@ -170,7 +170,6 @@ func TestListenerReconnects(t *testing.T) {
 	t.Parallel()
 	pool, h := start(t)
 	ctx := context.Background()
-<<<<<<< HEAD
 	// Kill the listener's backend: its last statement is a LISTEN, or the
 	// UNLISTEN of its start-up probe.
 	var killed int
@@ -180,17 +179,6 @@ func TestListenerReconnects(t *testing.T) {
 	})
 	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ~ '^(UN)?LISTEN '`); err != nil {
-=======
-	// Kill the listener: its last statement is LISTEN, or the UNLISTEN that
-	// ends its probe.
-	var killed int
-	testwait.Until(t, "listener connected", 2*time.Second, func() bool {
-		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND (query LIKE 'LISTEN%' OR query LIKE 'UNLISTEN custinfo_probe%')`).Scan(&killed)
-		return err == nil && killed > 0
-	})
-	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid() AND (query LIKE 'LISTEN%' OR query LIKE 'UNLISTEN custinfo_probe%')`); err != nil {
->>>>>>> i12
 		t.Fatal(err)
 	}
 	// A change made while the listener is away is picked up on reconnect, and
