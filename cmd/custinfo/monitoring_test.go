@@ -232,6 +232,13 @@ func dashboardQueries(t *testing.T) []string {
 	return queries
 }
 
+// optionalMetrics are read by the dashboard or the rules but may be missing
+// from the test's first scrape.
+var optionalMetrics = map[string]string{
+	// TestTwoInstances checks it in the scrape.
+	"custinfo_access_log_partitions_ensured": "exposed once serve's first attempt to create the access log's partitions ended (--access-log-partition-days, 7 unless 0)",
+}
+
 // TestDashboardMetricsInScrape runs serve with TLS, coalescing, a replica
 // and a metrics listener, sends it a signed 200, a 404 and a 403, and checks that
 // every metric the dashboard and the alert rules read is in its /metrics,
@@ -325,6 +332,8 @@ func TestDashboardMetricsInScrape(t *testing.T) {
 				if !recorded[name] {
 					t.Errorf("%s reads %s, which no rule of %s records", u.where, name, rulesFile)
 				}
+			case optionalMetrics[name] != "":
+				t.Logf("%s reads %s, not in this scrape: %s", u.where, name, optionalMetrics[name])
 			default:
 				t.Errorf("%s reads %s, which /metrics does not expose (query %q)", u.where, name, u.expr)
 			}

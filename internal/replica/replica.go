@@ -28,7 +28,7 @@ import (
 // Defaults for Config fields left zero.
 const (
 	DefaultMaxLag       = 5 * time.Second
-	DefaultInterval     = 500 * time.Millisecond
+	DefaultInterval     = 250 * time.Millisecond
 	DefaultCheckTimeout = time.Second
 	DefaultMaxBackoff   = 10 * time.Second
 )
@@ -208,6 +208,8 @@ func (r *Router) failover(ctx context.Context, m *member, err error) bool {
 		switch {
 		case pgErr.Code == "40001": // canceled by a conflict with recovery
 			return true
+		case pgErr.Code == "57014": // canceled by statement_timeout: slow, not down
+			return false
 		case len(pgErr.Code) >= 2 && (pgErr.Code[:2] == "08" || pgErr.Code[:2] == "57" || pgErr.Code[:2] == "53"):
 			r.markDown(m, err)
 			return true

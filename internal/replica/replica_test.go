@@ -33,6 +33,7 @@ func TestFailover(t *testing.T) {
 		{"cannot connect now", context.Background(), &pgconn.PgError{Code: "57P03"}, true, true},
 		{"too many connections", context.Background(), &pgconn.PgError{Code: "53300"}, true, true},
 		{"conflict with recovery", context.Background(), &pgconn.PgError{Code: "40001"}, true, false},
+		{"statement timeout", context.Background(), &pgconn.PgError{Code: "57014"}, false, false},
 		{"column not replayed yet", context.Background(), &pgconn.PgError{Code: "42703"}, true, false},
 		{"value does not fit", context.Background(), &pgconn.PgError{Code: "22P02"}, false, false},
 		{"scan error", context.Background(), pgx.ScanArgError{ColumnIndex: 0, Err: errors.New("cannot scan")}, false, false},
