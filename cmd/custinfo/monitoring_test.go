@@ -233,7 +233,7 @@ func dashboardQueries(t *testing.T) []string {
 }
 
 // optionalMetrics are read by the dashboard or the rules but may be missing
-// from the test's first scrape.
+// from the first scrape of a fresh server.
 var optionalMetrics = map[string]string{
 	// TestTwoInstances checks it in the scrape.
 	"custinfo_access_log_partitions_ensured": "exposed once serve's first attempt to create the access log's partitions ended (--access-log-partition-days, 7 unless 0)",
