@@ -223,3 +223,31 @@ INSERT INTO custinfo.lookup_results (lookup, field, source_column) VALUES ('n', 
 		t.Errorf("international value without default_region: %v, %v; want id 2", fields(res), err)
 	}
 }
+
+// TestPhoneIndexWarning: a phone param on a table of more than 100,000 rows
+// with no index on custinfo.phone_key(column) is warned about at load, with
+// the statement to run; the index silences it.
+func TestPhoneIndexWarning(t *testing.T) {
+	t.Parallel()
+	pool, snap := setup(t, `
+CREATE TABLE "Big" (id int PRIMARY KEY, "Phone No" text);
+INSERT INTO "Big" SELECT i, '010' || lpad(i::text, 8, '0') FROM generate_series(1, 100100) i;
+ANALYZE "Big";
+CREATE INDEX ON "Big" ("Phone No");
+INSERT INTO custinfo.lookups (name, source) VALUES ('big', '"Big"');
+INSERT INTO custinfo.lookup_params (lookup, field, source_column, match, required, default_region) VALUES ('big', 'callNum', 'Phone No', 'phone', true, 'KR');
+INSERT INTO custinfo.lookup_results (lookup, field, source_column) VALUES ('big', 'id', 'id');`)
+	w := get(t, snap, "big").Warnings
+	if len(w) != 1 || !strings.Contains(w[0], `CREATE INDEX CONCURRENTLY ON "public"."Big" (custinfo.phone_key("Phone No"))`) {
+		t.Errorf("Warnings without the phone_key index = %q, want one naming the index to create", w)
+	}
+	if _, err := pool.Exec(context.Background(), `CREATE INDEX ON "Big" (custinfo.phone_key("Phone No"))`); err != nil {
+		t.Fatal(err)
+	}
+	if w := get(t, compile(t, pool), "big").Warnings; len(w) != 0 {
+		t.Errorf("Warnings with the phone_key index = %q, want none", w)
+	}
+	if w := get(t, snap, "big").Warnings; len(w) == 0 || len(snap.Warnings()) != 1 || !strings.HasPrefix(snap.Warnings()[0], `lookup "big": `) {
+		t.Errorf("Snapshot.Warnings() = %q, want the lookup's warning naming it", snap.Warnings())
+	}
+}
