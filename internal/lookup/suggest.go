@@ -280,29 +280,10 @@ func nameShare(values []string) float64 {
 }
 
 // suggestIndexes returns the CREATE INDEX statements the phone match needs:
-// on the column (what its query uses) and, when the database has
-// custinfo.phone_key, on custinfo.phone_key(column) (what lookups check
-// asks for); each only when no index serves it yet.
+// one on custinfo.phone_key(column), which its query compares (what lookups
+// check asks for), when no index serves it yet.
 func (l *Lookup) suggestIndexes(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	var out []string
-	warnings, err := l.IndexWarnings(ctx, pool)
-	if err != nil {
-		return nil, err
-	}
-	for _, pi := range l.matched {
-		p := &l.params[pi]
-		if p.Match != MatchPhone || len(warnings) == 0 {
-			continue
-		}
-		stmt, err := l.phoneKeyIndexStatement(ctx, pool, p)
-		if err != nil {
-			return nil, err
-		}
-		// The same target as the phone_key index, on the plain column.
-		plain := strings.Replace(stmt, "(custinfo.phone_key(", "((", 1)
-		plain = strings.Replace(plain, "_phone_key_idx", "_idx", 1)
-		out = append(out, plain)
-	}
 	lines, err := l.PhoneKeyIndexLines(ctx, pool)
 	if err != nil {
 		return nil, err
