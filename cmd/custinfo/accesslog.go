@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -242,6 +243,7 @@ type accessLog struct {
 	runDone   chan struct{}
 	stopParts context.CancelFunc
 	partsDone chan struct{}
+	partsOK   atomic.Int32 // 0: no attempt ended yet, 1: the last succeeded, 2: it failed
 	timeout   time.Duration
 	once      sync.Once
 }
@@ -258,7 +260,7 @@ const (
 // servers doing so on one database create each partition once. A failure
 // (a role that may not call the function, the database away) is logged and
 // tried again sooner, backing off to partitionInterval.
-func maintainPartitions(ctx context.Context, st *store.Store, days int, logger *slog.Logger) {
+func maintainPartitions(ctx context.Context, st *store.Store, days int, logger *slog.Logger, report func(ok bool)) {
 	retry := partitionRetry
 	for {
 		wait := partitionInterval
@@ -268,10 +270,12 @@ func maintainPartitions(ctx context.Context, st *store.Store, days int, logger *
 		case ctx.Err() != nil:
 			return
 		case err != nil:
+			report(false)
 			logger.Warn("access-log partitions not created: rows of a day without one wait in custinfo.access_log_default (grant EXECUTE on custinfo.access_log_ensure_partitions, see db/roles/serve_role.sql, or run custinfo access-log partitions ensure)",
 				"err", err, "retry_in", retry.String())
 			wait, retry = retry, min(2*retry, partitionInterval)
 		default:
+			report(true)
 			retry = partitionRetry
 			if n > 0 {
 				logger.Info("access-log partitions created", "count", n, "through", now.AddDate(0, 0, days).UTC().Format(time.DateOnly))
@@ -328,10 +332,24 @@ func startAccessLog(ctx context.Context, pool *pgxpool.Pool, f serveFlags, logge
 	go func() {
 		defer close(a.partsDone)
 		if f.accessLogPartitionDays > 0 {
-			maintainPartitions(pctx, st, f.accessLogPartitionDays, logger)
+			maintainPartitions(pctx, st, f.accessLogPartitionDays, logger, func(ok bool) {
+				v := int32(2)
+				if ok {
+					v = 1
+				}
+				a.partsOK.Store(v)
+			})
 		}
 	}()
 	return a, nil
+}
+
+// PartitionsEnsured reports whether the last attempt to create the access
+// log's partitions ahead succeeded; known is false before one ended (or
+// when serve creates none). It suits httpapi.Metrics.AccessLogPartitionsFunc.
+func (a *accessLog) PartitionsEnsured() (ok, known bool) {
+	v := a.partsOK.Load()
+	return v == 1, v != 0
 }
 
 // add queues the access-log entry of one answered lookup request; the

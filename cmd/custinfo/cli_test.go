@@ -160,9 +160,32 @@ func TestCLILookupsTry(t *testing.T) {
 			t.Errorf("lookups try output lacks %q:\n%s", want, out)
 		}
 	}
-	out, _, err := cliRun(t, "", "lookups", "try", "--database-url", url, "customer", "nation=82")
-	if err == nil || !strings.Contains(out, `400 {"error":{"code":"missing_field"`) {
-		t.Errorf("lookups try without callNum: %v\n%s", err, out)
+	// Exit codes: 0 matched, 1 nothing matched, 2 broken lookup or bad input.
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		status int
+		out    string
+	}{
+		{"no match", []string{"customer", "callNum=010-0000-0001"}, 1, `404 {"error":{"code":"no_data"`},
+		{"missing field", []string{"customer", "nation=82"}, 2, `400 {"error":{"code":"missing_field"`},
+		{"not field=value", []string{"customer", "callNum"}, 2, ""},
+		{"unknown lookup", []string{"nope", "callNum=01012345678"}, 2, ""},
+	} {
+		out, _, err := cliRun(t, "", append([]string{"lookups", "try", "--database-url", url}, tt.args...)...)
+		var ee exitError
+		if !errors.As(err, &ee) || int(ee) != tt.status || !strings.Contains(out, tt.out) {
+			t.Errorf("lookups try, %s: %v, want exit status %d\n%s", tt.name, err, tt.status, out)
+		}
+	}
+	if _, err := pool.Exec(context.Background(), `BEGIN; SET LOCAL custinfo.mapping_checks = off;
+UPDATE custinfo.lookup_results SET source_column = 'nope' WHERE lookup = 'customer_card'; COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := cliRun(t, "", "lookups", "try", "--database-url", url, "customer_card", "callNum="+phone)
+	var ee exitError
+	if !errors.As(err, &ee) || ee != 2 || !strings.Contains(out, "lookup_misconfigured") {
+		t.Errorf("lookups try on a broken lookup: %v, want exit status 2\n%s", err, out)
 	}
 }
 

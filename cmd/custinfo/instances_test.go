@@ -38,7 +38,7 @@ func TestTwoInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	f := serveFlags{databaseURL: dbURL, accessLogPartitionDays: 20}
+	f := serveFlags{databaseURL: dbURL, accessLogPartitionDays: 20, metricsAddr: "127.0.0.1:0"}
 	servers := []*opsServer{opsStart(t, f), opsStart(t, f)}
 	lookup := func(s *opsServer, key string) int {
 		status, _ := opsDo(t, opsClient, opsLookup(t, s.base, "customer", key, `{"callNum":"`+opsPhone+`"}`, ""))
@@ -115,6 +115,13 @@ func TestTwoInstances(t *testing.T) {
 		}
 		return false
 	})
+
+	for i, s := range servers {
+		testwait.Until(t, fmt.Sprintf("server %d to report its partitions made", i), 10*time.Second, func() bool {
+			_, scrape := opsGet(t, opsClient, s.metricsBase+"/metrics")
+			return strings.Contains(scrape, "\ncustinfo_access_log_partitions_ensured 1\n")
+		})
+	}
 
 	for i, s := range servers {
 		if err := s.stop(); err != nil {

@@ -17,7 +17,7 @@ import (
 
 func runLookups(ctx context.Context, args []string, e *env) error {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: custinfo lookups list|check [NAME]|try NAME field=value ...")
+		fmt.Fprintln(e.stderr, "usage: custinfo lookups list|check [NAME]|try NAME field=value ...|suggest SOURCE")
 		return exitError(2)
 	}
 	switch args[0] {
@@ -27,8 +27,10 @@ func runLookups(ctx context.Context, args []string, e *env) error {
 		return runLookupsCheck(ctx, args[1:], e)
 	case "try":
 		return runLookupsTry(ctx, args[1:], e)
+	case "suggest":
+		return runLookupsSuggest(ctx, args[1:], e)
 	default:
-		return fmt.Errorf("lookups: unknown action %q (want list, check or try)", args[0])
+		return fmt.Errorf("lookups: unknown action %q (want list, check, try or suggest)", args[0])
 	}
 }
 
@@ -169,7 +171,7 @@ func runLookupsCheck(ctx context.Context, args []string, e *env) error {
 }
 
 func runLookupsTry(ctx context.Context, args []string, e *env) error {
-	fs := newFlagSet(e, "lookups try", "NAME field=value ... [flags]\n\nRuns the lookup as the server would, without a signature, and shows the SQL, plan, time and answer.")
+	fs := newFlagSet(e, "lookups try", "NAME field=value ... [flags]\n\nRuns the lookup as the server would, without a signature, and shows the SQL, plan, time and answer.\nExits 0 when a row matched, 1 when none did, 2 when the lookup is broken or unknown, the input is bad or the query failed.")
 	dbURL := databaseFlag(fs, e)
 	if err := parseArgs(fs, args); err != nil {
 		return err
@@ -182,7 +184,8 @@ func runLookupsTry(ctx context.Context, args []string, e *env) error {
 	for _, kv := range fs.Args()[1:] {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return fmt.Errorf("lookups try: %q is not field=value", kv)
+			fmt.Fprintf(e.stderr, "custinfo: lookups try: %q is not field=value\n", kv)
+			return exitError(2)
 		}
 		values[k] = v
 	}
@@ -194,14 +197,15 @@ func runLookupsTry(ctx context.Context, args []string, e *env) error {
 	name := fs.Arg(0)
 	l, ok := snap.Get(name)
 	if !ok {
-		return fmt.Errorf("lookups try: no lookup named %q", name)
+		fmt.Fprintf(e.stderr, "custinfo: lookups try: no lookup named %q (see custinfo lookups list)\n", name)
+		return exitError(2)
 	}
 
 	prep, err := l.Bind(values)
 	if err != nil {
 		status, body := httpapi.Envelope(err)
 		fmt.Fprintf(e.stdout, "%d %s", status, body)
-		return exitError(1)
+		return exitError(2)
 	}
 	fmt.Fprintf(e.stdout, "sql: %s\n", prep.SQL)
 	for i, a := range prep.Args {
@@ -219,10 +223,36 @@ func runLookupsTry(ctx context.Context, args []string, e *env) error {
 		status, body := httpapi.Envelope(err)
 		fmt.Fprintf(e.stdout, "%d %s", status, body)
 		if errors.Is(err, lookup.ErrNoMatch) {
-			return nil
+			return exitError(1)
 		}
-		return exitError(1)
+		return exitError(2)
 	}
 	fmt.Fprintf(e.stdout, "matches: %d\n200 %s", res.Matches, httpapi.DataBody(res.Fields))
+	return nil
+}
+
+func runLookupsSuggest(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet(e, "lookups suggest", "SOURCE [flags]\n\nReads the catalog and a sample of SOURCE (a table or view), guesses its phone, name and id columns,\nand prints the SQL of a lookup and the index it needs. Review it, then: custinfo lookups suggest SOURCE | psql \"$DATABASE_URL\"")
+	dbURL := databaseFlag(fs, e)
+	name := fs.String("name", "customer", "the lookup's name: the helpdesk calls /v1/lookups/NAME")
+	region := fs.String("region", "KR", "default_region: the country of numbers stored without a country code")
+	sample := fs.Int("sample", 200, "rows to read for the guess")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitError(2)
+	}
+	pool, err := connect(ctx, *dbURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	s, err := lookup.Suggest(ctx, pool, fs.Arg(0), lookup.SuggestOptions{Name: *name, DefaultRegion: *region, SampleSize: *sample})
+	if err != nil {
+		return fmt.Errorf("lookups suggest: %w", err)
+	}
+	fmt.Fprint(e.stdout, s.SQL)
 	return nil
 }

@@ -380,3 +380,34 @@ ALTER TABLE custinfo.api_keys ENABLE TRIGGER api_keys_check;`)
 		t.Errorf("serve warns about a revoked or a good key:\n%s", logs)
 	}
 }
+
+// TestKeysSourceRefused maps a lookup onto custinfo.api_keys, as if written
+// with the statement-time checks off: serve answers 500
+// lookup_misconfigured without the key, and lookups check names the schema.
+func TestKeysSourceRefused(t *testing.T) {
+	t.Parallel()
+	u := opsSeed(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `BEGIN; SET LOCAL custinfo.mapping_checks = off;
+INSERT INTO custinfo.lookups (name, source) VALUES ('keys', 'custinfo.api_keys');
+INSERT INTO custinfo.lookup_params (lookup, field, source_column, match, required) VALUES ('keys', 'label', 'label', 'exact', true);
+INSERT INTO custinfo.lookup_results (lookup, field, source_column) VALUES ('keys', 'secret', 'secret');
+COMMIT;`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := opsStart(t, serveFlags{databaseURL: u})
+	status, body := opsDo(t, opsClient, opsLookup(t, s.base, "keys", opsKey, `{"label":"ops"}`, ""))
+	if status != 500 || !strings.Contains(body, `"code":"lookup_misconfigured"`) || strings.Contains(body, opsKey) {
+		t.Errorf("lookup on custinfo.api_keys = %d %s, want 500 lookup_misconfigured without the key", status, body)
+	}
+	out, _, err := cliRun(t, "", "lookups", "check", "--database-url", u, "keys")
+	if err == nil || !strings.Contains(out, `problem: source "custinfo.api_keys" is in schema "custinfo"`) || strings.Contains(out, opsKey) {
+		t.Errorf("lookups check keys = %v:\n%s", err, out)
+	}
+}

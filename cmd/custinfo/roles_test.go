@@ -118,6 +118,18 @@ func TestServeLeastPrivilege(t *testing.T) {
 	if rows != lookups {
 		t.Errorf("access_log rows written by serve as %s = %d, want %d", role, rows, lookups)
 	}
+	// Its own row of custinfo.status: the lookup it served, the key it
+	// verified with, and that it stopped.
+	var state string
+	var keyUsed, stopped bool
+	if err := admin.QueryRow(ctx, `SELECT lookups->'customer'->>'state',
+		EXISTS (SELECT 1 FROM jsonb_each(keys) AS k WHERE k.value->>'last_used' IS NOT NULL), stopped_at IS NOT NULL
+		FROM custinfo.status`).Scan(&state, &keyUsed, &stopped); err != nil {
+		t.Fatalf("custinfo.status written by serve as %s: %v", role, err)
+	}
+	if state != "ok" || !keyUsed || !stopped {
+		t.Errorf("custinfo.status: customer %q, a key used %v, stopped %v; want ok, true, true", state, keyUsed, stopped)
+	}
 	if strings.Contains(s.logs.String(), "permission denied") {
 		t.Errorf("serve as %s logged a permission error:\n%s", role, s.logs)
 	}
@@ -141,6 +153,8 @@ func TestServeLeastPrivilege(t *testing.T) {
 		{"change a lookup", `UPDATE custinfo.lookups SET allowed_networks = NULL`, false},
 		{"delete a mapping", `DELETE FROM custinfo.lookup_results`, false},
 		{"ask whether a transaction committed", `SELECT pg_xact_status(pg_current_xact_id())`, true},
+		{"record its status", `INSERT INTO custinfo.status (instance, started_at, checked_at) VALUES ('x', now(), now())`, true},
+		{"read the status", `SELECT count(*) FROM custinfo.status`, true},
 		{"create access-log partitions", `SELECT custinfo.access_log_ensure_partitions(current_date, current_date + 30)`, true},
 		{"read the access log", `SELECT count(*) FROM custinfo.access_log`, false},
 		{"read a partition of the access log", `SELECT count(*) FROM custinfo.access_log_default`, false},

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/custinfo/custinfo/internal/httpapi"
 	"github.com/custinfo/custinfo/internal/reload"
 	"github.com/custinfo/custinfo/internal/store"
@@ -27,6 +30,7 @@ type serveFlags struct {
 	shutdownTimeout time.Duration
 	logFormat       string
 	logLevel        string
+	instance        string
 
 	minConns          int
 	trustedProxies    string
@@ -55,6 +59,9 @@ type serveFlags struct {
 	maxReplicaLag time.Duration
 	listenURL     string
 	drainDelay    time.Duration
+
+	// getenv reads the OTEL_* variables of tracing; nil: tracing off.
+	getenv func(string) string
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {
@@ -69,6 +76,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&f.reloadInterval, "reload-interval", e.durationEnv("CUSTINFO_RELOAD_INTERVAL", reload.DefaultInterval), "periodic config re-read, besides NOTIFY (env CUSTINFO_RELOAD_INTERVAL)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", e.durationEnv("CUSTINFO_SHUTDOWN_TIMEOUT", 15*time.Second), "time to finish in-flight requests on SIGTERM (env CUSTINFO_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&f.logFormat, "log-format", e.stringEnv("CUSTINFO_LOG_FORMAT", "json"), "log format: json or text (env CUSTINFO_LOG_FORMAT)")
+	fs.StringVar(&f.instance, "instance", e.stringEnv("CUSTINFO_INSTANCE", defaultInstance()), "this server's name in custinfo.status (env CUSTINFO_INSTANCE)")
 	fs.StringVar(&f.logLevel, "log-level", e.stringEnv("CUSTINFO_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env CUSTINFO_LOG_LEVEL)")
 	accessLogFlags(fs, e, &f)
 	serveOpsFlags(fs, e, &f)
@@ -80,6 +88,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
+	f.getenv = e.getenv
 	logger, err := newLogger(e.stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
@@ -110,7 +119,13 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
-	dbs, err := openDatabases(ctx, f, ops.poolOptions(f), logger)
+	tracer, err := startTracing(ctx, f.getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer tracer.stop(logger) // after the last request's spans end
+	poolOpts := ops.poolOptions(f)
+	dbs, err := openDatabases(ctx, f, func(c *pgxpool.Config) { poolOpts(c); tracer.poolOptions(c) }, logger)
 	if err != nil {
 		return err
 	}
@@ -120,11 +135,16 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	dbs.observe(metrics)
 	ops.replicas = dbs.replicasInUse()
 
-	rcfg := reload.Config{Logger: logger, Pool: pool, ListenConfig: dbs.listen, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload}
+	used := newKeyUse()
+	rcfg := reload.Config{Logger: logger, Pool: pool, ListenConfig: dbs.listen, Interval: f.reloadInterval, ReloadFunc: metrics.ObserveReload,
+		Instance: used.instance(f.instance)}
 	if dbs.router != nil {
 		rcfg.LoadedFunc = dbs.router.CheckCatalog // the snapshot must fit the catalog the replicas query
 	}
 	holder := reload.New(rcfg)
+	if err := checkMigrated(ctx, pool); err != nil {
+		return err
+	}
 	if err := holder.Load(ctx); err != nil {
 		return fmt.Errorf("initial config load (is the schema migrated? run custinfo migrate up): %w", err)
 	}
@@ -163,6 +183,7 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 	metrics.AccessLogWrittenFunc = alog.Written
 	metrics.AccessLogDroppedFunc = alog.Dropped
 	metrics.AccessLogFailedWritesFunc = alog.FailedBatches
+	metrics.AccessLogPartitionsFunc = alog.PartitionsEnsured
 	metrics.ReadyFunc = ops.ready(pool)
 	if coalescer != nil {
 		metrics.CoalescerStatsFunc = coalescer.Stats
@@ -180,9 +201,10 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		TimestampWindow: f.timestampWindow,
 		MaxBody:         f.maxBody,
 		QueryTimeout:    f.queryTimeout,
-		DoneFunc:        alog.add,
+		DoneFunc:        func(o *httpapi.Outcome) { used.note(o); alog.add(o) },
 		Coalescer:       coalescer,
 		Replay:          ops.replay,
+		Tracer:          tracer.tracer(),
 	})
 	srv := &http.Server{
 		Handler:           ops.closeWhenDraining(handler),
@@ -234,6 +256,26 @@ func serve(ctx context.Context, f serveFlags, logger *slog.Logger, ready func(ad
 		return fmt.Errorf("serve: %w", err)
 	}
 	alog.close(logger) // every request is answered: flush its access-log rows
+	if err := holder.Stopped(sctx); err != nil {
+		logger.Warn("could not mark this server stopped in custinfo.status", "err", err)
+	}
 	logger.Info("stopped")
+	return nil
+}
+
+// errNotMigrated is serve's whole answer on a database without the schema.
+var errNotMigrated = errors.New("the database has no custinfo schema yet: run custinfo migrate up (with the same DATABASE_URL), then start serve again")
+
+// checkMigrated returns errNotMigrated when the custinfo tables are missing.
+func checkMigrated(ctx context.Context, pool interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) error {
+	var ok bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('custinfo.lookups') IS NOT NULL AND to_regclass('custinfo.api_keys') IS NOT NULL`).Scan(&ok); err != nil {
+		return fmt.Errorf("look for the custinfo schema: %w", err)
+	}
+	if !ok {
+		return errNotMigrated
+	}
 	return nil
 }

@@ -1,10 +1,10 @@
 -- custinfo.access_log becomes a table partitioned by day (UTC) on at.
 --
 -- At 100 lookups/s the log gains about 8.6 million rows a day, 3 billion a
--- year. A day is about 1.5 GB with its indexes, so a year is some 370
+-- year. A day is about 3.4 GB with its indexes, so a year is some 370
 -- partitions: few enough for PostgreSQL to plan and route, small enough that
 -- retention is kept to the day and that dropping one is instant. (A month
--- would be 260 million rows, 45 GB, kept up to a month beyond retention.)
+-- would be 260 million rows, 100 GB, kept up to a month beyond retention.)
 --
 -- The rows already stored stay where they are: the old table becomes the
 -- partition custinfo.access_log_legacy for everything before the first day

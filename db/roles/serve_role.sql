@@ -58,3 +58,6 @@ GRANT EXECUTE ON FUNCTION custinfo.access_log_ensure_partitions(date, date) TO :
 -- Functions are executable by PUBLIC unless revoked; granted here explicitly
 -- so a database that revokes it still serves.
 GRANT EXECUTE ON FUNCTION custinfo.phone_key(text) TO :"role";
+
+-- Its own row of custinfo.status, written after every configuration load.
+GRANT SELECT, INSERT, UPDATE ON custinfo.status TO :"role";

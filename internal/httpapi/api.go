@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/custinfo/custinfo/internal/lookup"
 	"github.com/custinfo/custinfo/internal/phone"
@@ -65,6 +66,9 @@ type Config struct {
 	// ReplayCapacity bounds the signatures remembered for that; 0 means
 	// DefaultReplayCapacity.
 	ReplayCapacity int
+	// Tracer, when set, traces each lookup request (trace.go); nil turns
+	// tracing off at the cost of a nil check.
+	Tracer trace.Tracer
 }
 
 // Outcome describes one answered lookup request.
@@ -190,6 +194,7 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		o := &Outcome{At: start, RequestID: requestID(r), Status: http.StatusOK, Code: "ok"}
 		c.Response().Header().Set("X-Request-Id", o.RequestID)
 		c.Set("outcome", o)
+		span := s.startRequestSpan(c)
 		err := next(c)
 		if err != nil {
 			ae := writeError(c, err)
@@ -211,6 +216,7 @@ func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if o.Lookup != "" && s.cfg.Metrics != nil {
 			s.cfg.Metrics.observe(o)
 		}
+		endRequestSpan(span, o)
 		return nil
 	}
 }
@@ -347,7 +353,9 @@ func (s *server) lookup(c *echo.Context) error {
 	if len(auth) > 1 {
 		return deny("Authorization appears more than once")
 	}
+	span := s.startSpan(r.Context(), SpanSignature)
 	key, err := s.verify(keys, signedPath(r), body, ts, sig)
+	endSpan(span, err)
 	if err != nil {
 		reason := err.Error()
 		if errors.Is(err, signature.ErrMismatch) && s.diagnoses.allow(now) {
@@ -363,12 +371,14 @@ func (s *server) lookup(c *echo.Context) error {
 	}
 	o.Verified = true
 
+	span = s.startSpan(r.Context(), SpanBind)
 	values, err := decodeFields(body, l.Wants)
-	if err != nil {
-		return err
+	var p lookup.Prepared
+	if err == nil {
+		o.Query = values[l.QueryField()]
+		p, err = l.Bind(values)
 	}
-	o.Query = values[l.QueryField()]
-	p, err := l.Bind(values)
+	endSpan(span, err)
 	if err != nil {
 		return err
 	}

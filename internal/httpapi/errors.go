@@ -121,7 +121,7 @@ func resolve(err error) apiError {
 	case errors.As(err, &de):
 		return apiError{http.StatusForbidden, CodeAccessDenied, msgDenied, deniedDetail}
 	case errors.Is(err, lookup.ErrNoMatch):
-		return apiError{http.StatusNotFound, CodeNoData, msgNoData, "no customer matches the query"}
+		return apiError{http.StatusNotFound, CodeNoData, msgNoData, "no row of the lookup's source matches the query"}
 	case errors.As(err, &tl):
 		return apiError{http.StatusRequestEntityTooLarge, CodeBodyTooLarge, msgTooLarge,
 			fmt.Sprintf("request body exceeds %d bytes", tl.Limit)}

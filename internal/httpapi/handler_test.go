@@ -172,7 +172,7 @@ func TestLookupErrors(t *testing.T) {
 
 		// 404: the lookup ran and nothing matched.
 		{"no match", call{body: `{"callNum":"010-0000-0000"}`},
-			404, httpapi.CodeNoData, nil},
+			404, httpapi.CodeNoData, []string{"no row of the lookup's source matches the query"}},
 		{"no match for another spelling with exact", call{body: `{"callNum":"01012345678"}`},
 			404, httpapi.CodeNoData, nil},
 

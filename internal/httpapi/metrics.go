@@ -47,6 +47,10 @@ type Metrics struct {
 	AccessLogDroppedFunc func() uint64
 	// AccessLogFailedWritesFunc returns the number of access-log batch writes that failed (each retry counts).
 	AccessLogFailedWritesFunc func() uint64
+	// AccessLogPartitionsFunc reports whether the last attempt to create the
+	// access log's partitions ahead succeeded; known is false before the
+	// first attempt ends.
+	AccessLogPartitionsFunc func() (ok, known bool)
 	// TLSCertNotAfterFunc returns the expiry of the served TLS certificate.
 	TLSCertNotAfterFunc func() time.Time
 	// ReplicasFunc returns the state of the read replicas.
@@ -256,6 +260,8 @@ var (
 		"Access-log rows dropped because the queue was full.", nil, nil)
 	descFailedWrites = prometheus.NewDesc("custinfo_access_log_failed_writes_total",
 		"Access-log batch writes that failed and are retried (the database unreachable or slow), with checks of a write left in doubt that found no answer; each retry counts.", nil, nil)
+	descPartitions = prometheus.NewDesc("custinfo_access_log_partitions_ensured",
+		"1 when serve's last attempt to create the access log's daily partitions ahead succeeded, 0 when it failed (rows of days without a partition then wait in custinfo.access_log_default).", nil, nil)
 	descReplayEvicted = prometheus.NewDesc("custinfo_replay_guard_evicted_total",
 		"Verified signatures forgotten before their timestamp left the window because more arrived than the replay guard holds; their replay to another lookup is no longer refused.", nil, nil)
 	descCertNotAfter = prometheus.NewDesc("custinfo_tls_cert_not_after_timestamp_seconds",
@@ -294,7 +300,7 @@ var (
 // Describe sends every metric the collector may report.
 func (h *hookCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descQueueDepth, descWritten, descDropped, descFailedWrites, descCertNotAfter, descReplayEvicted,
+		descQueueDepth, descWritten, descDropped, descFailedWrites, descPartitions, descCertNotAfter, descReplayEvicted,
 		descReady, descCoalescedQueries, descCoalescedRequests,
 		descAcquired, descIdle, descTotal, descConstructing, descMax,
 		descAcquires, descAcquireSeconds, descEmptyAcquires, descCanceledAcquires,
@@ -318,6 +324,15 @@ func (h *hookCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := m.AccessLogFailedWritesFunc; f != nil {
 		ch <- prometheus.MustNewConstMetric(descFailedWrites, prometheus.CounterValue, float64(f()))
+	}
+	if f := m.AccessLogPartitionsFunc; f != nil {
+		if ok, known := f(); known {
+			v := 0.0
+			if ok {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, v)
+		}
 	}
 	if g := m.replay.Load(); g != nil {
 		ch <- prometheus.MustNewConstMetric(descReplayEvicted, prometheus.CounterValue, float64(g.evicted.Load()))

@@ -69,6 +69,7 @@ func TestMetrics(t *testing.T) {
 	m.AccessLogWrittenFunc = func() uint64 { return 1234 }
 	m.AccessLogDroppedFunc = func() uint64 { return 3 }
 	m.AccessLogFailedWritesFunc = func() uint64 { return 2 }
+	m.AccessLogPartitionsFunc = func() (bool, bool) { return false, true }
 	notAfter := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 	m.TLSCertNotAfterFunc = func() time.Time { return notAfter }
 	m.AddPool("127.0.0.1:5433", f.pool)
@@ -159,6 +160,7 @@ func TestMetrics(t *testing.T) {
 		`custinfo_access_log_written_total`:                                   "1234",
 		`custinfo_access_log_dropped_total`:                                   "3",
 		`custinfo_access_log_failed_writes_total`:                             "2",
+		`custinfo_access_log_partitions_ensured`:                              "0",
 		`custinfo_tls_cert_not_after_timestamp_seconds`:                       strconv.FormatFloat(float64(notAfter.Unix()), 'g', -1, 64),
 		`custinfo_db_pool_max_conns{pool="primary"}`:                          fmt.Sprint(f.pool.Stat().MaxConns()),
 		`custinfo_db_pool_max_conns{pool="127.0.0.1:5433"}`:                   fmt.Sprint(f.pool.Stat().MaxConns()),

@@ -21,6 +21,7 @@ const (
 	DefaultBatchTimeout = 2 * time.Second
 	DefaultStallMin     = 10 * time.Millisecond
 	DefaultStallMax     = 200 * time.Millisecond
+	DefaultAbandonMin   = 50 * time.Millisecond
 )
 
 // StallFactor is how many times a lookup's recent query latency a query may
@@ -55,6 +56,9 @@ type CoalescerConfig struct {
 	// StallMin and StallMax clamp the stall limit: StallFactor times the
 	// lookup's recent query latency. 0 means DefaultStallMin, DefaultStallMax.
 	StallMin, StallMax time.Duration
+	// AbandonMin is the least time a coalesced query runs before it may be
+	// abandoned; 0 means DefaultAbandonMin.
+	AbandonMin time.Duration
 }
 
 // Coalescer runs lookups like Lookup.Run, but answers the requests for the
@@ -73,7 +77,7 @@ type CoalescerConfig struct {
 // lookup's query latency, clamped to StallMin..StallMax) gives up its place
 // in flight: the requests waiting behind it run at once, and a request that
 // arrives later runs alone. A coalesced query that runs past StallFactor
-// times that latency (at least StallMin, but not clamped above, so that a
+// times that latency (at least AbandonMin, but not clamped above, so that a
 // uniformly slow database does not have every query thrown away and redone)
 // is abandoned (cancelled), and so is one that fails or reaches the
 // earliest deadline of its requests: each of its requests is then answered
@@ -113,6 +117,9 @@ func NewCoalescer(cfg CoalescerConfig) *Coalescer {
 		cfg.StallMax = DefaultStallMax
 	}
 	cfg.StallMax = max(cfg.StallMax, cfg.StallMin)
+	if cfg.AbandonMin <= 0 {
+		cfg.AbandonMin = DefaultAbandonMin
+	}
 	return &Coalescer{cfg: cfg}
 }
 
@@ -271,11 +278,17 @@ func (q *batchQueue) leave(w *waiter) {
 // limits returns how long a query of q may run before it stops holding
 // later requests back (StallFactor times the recent latency, clamped to
 // StallMin..StallMax), and before a coalesced query is abandoned (the same
-// multiple, at least StallMin, not clamped above: when the whole database
-// is slow, its queries are not thrown away and redone). q.mu is held.
+// multiple, at least AbandonMin, not clamped above: an abandoned query is
+// cancelled, which costs its database connection, and when the whole
+// database is slow its queries must not all be thrown away and redone).
+// Before any query of q has ended, the latency is unknown and both are
+// StallMax at least: new connections are slow to open. q.mu is held.
 func (c *Coalescer) limits(q *batchQueue) (stall, abandon time.Duration) {
-	abandon = max(StallFactor*q.latency, c.cfg.StallMin)
-	return min(abandon, c.cfg.StallMax), abandon
+	if q.latency == 0 {
+		return c.cfg.StallMax, max(c.cfg.StallMax, c.cfg.AbandonMin)
+	}
+	d := StallFactor * q.latency
+	return min(max(d, c.cfg.StallMin), c.cfg.StallMax), max(d, c.cfg.AbandonMin)
 }
 
 // observe adds a query's duration d to q's moving average. One sample

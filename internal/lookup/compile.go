@@ -45,8 +45,12 @@ type Snapshot struct {
 	lookups    map[string]*Lookup
 	names      []string
 	globalKeys []keyEntry
+	keyDefs    []KeyDef
 	LoadedAt   time.Time
 }
+
+// KeyDefs returns every key of the configuration, active or not, in id order.
+func (s *Snapshot) KeyDefs() []KeyDef { return s.keyDefs }
 
 type keyEntry struct {
 	def KeyDef
@@ -153,6 +157,7 @@ func Compile(ctx context.Context, pool *pgxpool.Pool, cfg Config, now time.Time)
 		s.names = append(s.names, def.Name)
 	}
 	sort.Strings(s.names)
+	s.keyDefs = cfg.Keys
 	for _, k := range cfg.Keys {
 		e := keyEntry{def: k, key: signature.Key{ID: k.ID, Secret: []byte(k.Secret)}}
 		for _, sc := range k.Schemes {

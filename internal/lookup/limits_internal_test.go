@@ -12,8 +12,8 @@ func TestStallLimits(t *testing.T) {
 		latency        time.Duration
 		stall, abandon time.Duration
 	}{
-		{0, 10 * time.Millisecond, 10 * time.Millisecond},                        // no history yet
-		{time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond},         // an indexed lookup
+		{0, 200 * time.Millisecond, 200 * time.Millisecond},                      // no history yet (connections still opening)
+		{time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond},         // an indexed lookup
 		{20 * time.Millisecond, 80 * time.Millisecond, 80 * time.Millisecond},    // a slower view
 		{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}, // a slow database: later requests wait at most 200 ms,
 		{time.Second, 200 * time.Millisecond, 4 * time.Second},                   // but its coalesced queries are not thrown away

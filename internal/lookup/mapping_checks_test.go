@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/custinfo/custinfo/internal/lookup"
 	"github.com/custinfo/custinfo/internal/pgtest"
 )
 
@@ -91,15 +92,15 @@ func TestMappingChecksAtStatement(t *testing.T) {
 		{"custinfo schema",
 			`UPDATE custinfo.lookups SET source = 'custinfo.members_copy' WHERE name = 'm'`,
 			`lookup "m": source "custinfo.members_copy" is in schema "custinfo", which lookups may not read`,
-			""},
+			"which holds custinfo's keys and configuration or PostgreSQL's catalogs"},
 		{"pg_catalog",
 			`UPDATE custinfo.lookups SET source = 'pg_authid' WHERE name = 'm'`,
 			`lookup "m": source "pg_authid" is in schema "pg_catalog", which lookups may not read`,
-			""},
+			"which holds custinfo's keys and configuration or PostgreSQL's catalogs"},
 		{"information_schema",
 			`UPDATE custinfo.lookups SET source = 'information_schema.tables' WHERE name = 'm'`,
 			`lookup "m": source "information_schema.tables" is in schema "information_schema", which lookups may not read`,
-			""},
+			"which holds custinfo's keys and configuration or PostgreSQL's catalogs"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -202,5 +203,29 @@ COMMIT`,
 	l, _ := snap.Get("m")
 	if l == nil || l.Enabled || !strings.Contains(strings.Join(l.Problems, "; "), `column "nick" does not exist`) {
 		t.Errorf("m after its column was dropped: %+v, want disabled with the dropped column as a problem", l)
+	}
+}
+
+// TestMappingChecksReservedSchemas: the statement-time check refuses exactly
+// the schemas the load-time check refuses (lookup.ReservedSchemas).
+func TestMappingChecksReservedSchemas(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	names := append([]string{"public", "crm", "Custinfo", "custinfo_data", "pg_temp", "pg_toast_temp_1", "PG_CATALOG", ""}, lookup.ReservedSchemas...)
+	for _, n := range names {
+		var got bool
+		if err := pool.QueryRow(context.Background(), `SELECT custinfo.sensitive_schema($1)`, n).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if want := lookup.ReservedSchema(n); got != want {
+			t.Errorf("custinfo.sensitive_schema(%q) = %v, lookup.ReservedSchema = %v", n, got, want)
+		}
+	}
+	var sqlList []string
+	if err := pool.QueryRow(context.Background(), `SELECT array_agg(n ORDER BY n) FROM unnest($1::text[]) AS n WHERE custinfo.sensitive_schema(n)`, lookup.ReservedSchemas).Scan(&sqlList); err != nil {
+		t.Fatal(err)
+	}
+	if len(sqlList) != len(lookup.ReservedSchemas) {
+		t.Errorf("SQL refuses %v of lookup.ReservedSchemas %v", sqlList, lookup.ReservedSchemas)
 	}
 }

@@ -6,6 +6,11 @@ import (
 	"github.com/nyaruka/phonenumbers"
 )
 
+// minUnknownNSN is the shortest national number Keys accepts for a number
+// the metadata does not know (possible, not valid): subscriber numbers the
+// metadata lags on are longer; short codes are shorter.
+const minUnknownNSN = 7
+
 // Keys returns the keys (see Key) that a stored value has when it reads as
 // the same number as number: the lookup matches `custinfo.phone_key(col) =
 // ANY(keys)`. The first key is the number's E.164 form.
@@ -28,15 +33,24 @@ import (
 //	NSN                 1012345678        2079460018       only when number's calling code is home's
 //	CC NSN              821012345678      442079460018     only when number's calling code is home's
 //
+// Numbers that do not parse, or shorter than 7 digits and not known to the
+// metadata (short codes, emergency numbers), are an *Error: they match
+// nobody.
+//
 // A number of another country has only the '+' keys: a stored value
 // without country code is a number of home, so it is never the caller from
 // abroad whose national digits look the same (+20 10 1111 0002 against a KR
 // customer stored as 010-1111-0002; +65 6212 4567 against a US customer
 // stored as 6562124567). Such a stored value is reported by `lookups check`.
 func Keys(number, region, home string) ([]string, error) {
-	n, _, _, err := parse(number, region)
+	n, valid, _, err := parse(number, region)
 	if err != nil {
 		return nil, err
+	}
+	if !valid && len(phonenumbers.GetNationalSignificantNumber(n)) < minUnknownNSN {
+		// Short codes and service numbers ("10086", "118 118") have a
+		// possible length in some countries; they are nobody's number.
+		return nil, &Error{Reason: "number is too short to be a subscriber's number"}
 	}
 	h, err := ParseRegion(home)
 	if err != nil {

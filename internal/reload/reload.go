@@ -58,6 +58,9 @@ type Config struct {
 	// LoadedFunc, when set, is called after every load that swapped in a
 	// snapshot, with the configuration it was compiled from.
 	LoadedFunc func(ctx context.Context, cfg lookup.Config, snap *lookup.Snapshot)
+	// Instance, when set, names this server: every load records its
+	// outcome in its row of custinfo.status.
+	Instance *Instance
 }
 
 // ErrNoNotifications is returned by the listener when its test
@@ -67,9 +70,12 @@ var ErrNoNotifications = errors.New("the LISTEN connection receives no notificat
 
 // Holder holds the current snapshot and reloads it.
 type Holder struct {
-	cfg Config
-	cur atomic.Pointer[lookup.Snapshot]
-	mu  sync.Mutex // serialises loads
+	cfg     Config
+	cur     atomic.Pointer[lookup.Snapshot]
+	mu      sync.Mutex // serialises loads
+	started time.Time
+	// statusBroken is set while writing custinfo.status fails (under mu).
+	statusBroken bool
 
 	lastCfg lookup.Config // what cur was compiled from; under mu
 }
@@ -94,7 +100,7 @@ func New(cfg Config) *Holder {
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout
 	}
-	return &Holder{cfg: cfg}
+	return &Holder{cfg: cfg, started: cfg.NowFunc()}
 }
 
 // Snapshot returns the current snapshot, nil before the first good load.
@@ -118,12 +124,19 @@ func (h *Holder) reload(ctx context.Context, onlyChanged bool) (swapped bool, er
 		h.cfg.ReloadFunc(err)
 	}
 	if err != nil {
-		h.cfg.Logger.Error("config reload failed; the last good configuration keeps serving", "err", err)
+		h.recordStatus(ctx, nil, err)
+		if h.cur.Load() == nil {
+			h.cfg.Logger.Error("config load failed", "err", err)
+		} else {
+			h.cfg.Logger.Error("config reload failed; the last good configuration keeps serving", "err", err)
+		}
 		return false, err
 	}
 	if cur := h.cur.Load(); onlyChanged && cur != nil && reflect.DeepEqual(cfg, h.lastCfg) && sameCompiled(cur, snap) {
+		h.recordStatus(ctx, cur, nil) // still loaded as it was: checked_at and the keys' use move on
 		return false, nil
 	}
+	h.recordStatus(ctx, snap, nil)
 	h.cur.Store(snap)
 	h.lastCfg = cfg
 	if h.cfg.LoadedFunc != nil {
@@ -245,7 +258,7 @@ func (h *Holder) listen(ctx context.Context) error {
 	}
 	// Changes made while nobody listened are picked up now.
 	if h.Snapshot() != nil {
-		_ = h.Load(ctx)
+		_, _ = h.reload(ctx, true) // logs only a configuration that changed
 	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, h.cfg.Interval)
@@ -259,12 +272,12 @@ func (h *Holder) listen(ctx context.Context) error {
 			if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
 				return fmt.Errorf("listener ping: %w", err)
 			}
-			_ = h.Load(ctx)
+			_, _ = h.reload(ctx, true)
 		case err != nil:
 			return fmt.Errorf("wait for notification: %w", err)
 		default:
 			h.drain(ctx, conn)
-			_ = h.Load(ctx)
+			_, _ = h.reload(ctx, true)
 		}
 	}
 }

@@ -3,6 +3,10 @@ package reload_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -187,4 +191,157 @@ func TestListenerReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.Until(t, "NOTIFY delivered after reconnect", 10*time.Second, func() bool { return len(fieldNames(t, pool, h)) == 1 })
+}
+
+// TestStatusRecorded: every load writes the instance's row of
+// custinfo.status: what it loaded, the lookups' problems, the keys with
+// their last use; a reload updates it; a failed load records its error
+// and keeps what was loaded; Stopped marks it.
+func TestStatusRecorded(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := pool.Exec(ctx, fixture); err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	var keyID int64
+	if err := pool.QueryRow(ctx, `SELECT id FROM custinfo.api_keys`).Scan(&keyID); err != nil {
+		t.Fatal(err)
+	}
+	usedAt := time.Date(2026, 11, 30, 1, 2, 3, 0, time.UTC)
+	h := reload.New(reload.Config{Pool: pool, Interval: time.Hour, Instance: &reload.Instance{
+		Name: "test-1", Host: "host-a", PID: 42,
+		KeysUsedFunc: func() map[int64]time.Time { return map[int64]time.Time{keyID: usedAt} },
+	}})
+	if err := h.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	type row struct {
+		host      string
+		pid       int
+		loadedAt  *time.Time
+		checkedAt time.Time
+		loadError *string
+		lookups   map[string]struct {
+			State    string
+			Problems []string
+		}
+		keys map[string]struct {
+			Lookup   *string
+			State    string
+			LastUsed *time.Time `json:"last_used"`
+		}
+		stoppedAt *time.Time
+	}
+	read := func() row {
+		t.Helper()
+		var r row
+		err := pool.QueryRow(ctx, `SELECT host, pid, loaded_at, checked_at, load_error, lookups, keys, stopped_at
+			FROM custinfo.status WHERE instance = 'test-1'`).Scan(&r.host, &r.pid, &r.loadedAt, &r.checkedAt, &r.loadError, &r.lookups, &r.keys, &r.stoppedAt)
+		if err != nil {
+			t.Fatalf("read custinfo.status: %v", err)
+		}
+		return r
+	}
+	first := read()
+	if first.host != "host-a" || first.pid != 42 || first.loadedAt == nil || first.loadError != nil || first.stoppedAt != nil {
+		t.Errorf("status after the first load = %+v", first)
+	}
+	if l := first.lookups["customer"]; l.State != "ok" || len(l.Problems) != 0 {
+		t.Errorf("lookups = %+v, want customer ok", first.lookups)
+	}
+	k := first.keys[strconv.FormatInt(keyID, 10)]
+	if k.State != "active" || k.Lookup == nil || *k.Lookup != "customer" || k.LastUsed == nil || !k.LastUsed.Equal(usedAt) {
+		t.Errorf("keys = %+v, want key %d active for customer, last used %v", first.keys, keyID, usedAt)
+	}
+
+	// A reload after a column is dropped records the lookup as broken.
+	if _, err := pool.Exec(ctx, `ALTER TABLE customers DROP COLUMN name`); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	second := read()
+	if l := second.lookups["customer"]; l.State != "broken" || !strings.Contains(strings.Join(l.Problems, ";"), `column "name" does not exist`) {
+		t.Errorf("lookups after the column was dropped = %+v, want customer broken naming the column", second.lookups)
+	}
+	if !second.loadedAt.After(*first.loadedAt) || !second.checkedAt.After(first.checkedAt) {
+		t.Errorf("loaded_at %v → %v, checked_at %v → %v: want both later", first.loadedAt, second.loadedAt, first.checkedAt, second.checkedAt)
+	}
+
+	// A failed load records its error and keeps what was loaded.
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if err := h.Load(cctx); err == nil {
+		t.Fatal("Load with a cancelled context succeeded")
+	}
+	third := read()
+	if third.loadError == nil || !strings.Contains(*third.loadError, "context canceled") || !third.loadedAt.Equal(*second.loadedAt) || third.lookups["customer"].State != "broken" {
+		t.Errorf("status after a failed load = %+v, want the error and the previous load kept", third)
+	}
+	if err := h.Stopped(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := read(); r.stoppedAt == nil {
+		t.Error("stopped_at not set by Stopped")
+	}
+}
+
+// syncBuffer is a log destination safe for the Holder's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.b.String(), sub)
+}
+
+// TestConfigLoadedOncePerLoad: starting logs "config loaded" once (the
+// listener's catch-up load finds nothing new), and a change logs it once more.
+func TestConfigLoadedOncePerLoad(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := pool.Exec(ctx, fixture); err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	var logs syncBuffer
+	h := reload.New(reload.Config{Pool: pool, Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := h.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	testwait.Until(t, "listener connected", 5*time.Second, func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'UNLISTEN custinfo_probe%'`).Scan(&n)
+		return err == nil && n > 0
+	})
+	before := h.Snapshot()
+	if _, err := pool.Exec(ctx, `INSERT INTO custinfo.api_keys (lookup, secret) VALUES ('customer', 'key-two-0123456789')`); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, "the new key loaded", 3*time.Second, func() bool { return h.Snapshot() != before })
+	time.Sleep(200 * time.Millisecond) // room for a duplicate line to show up
+	if n := logs.count("config loaded"); n != 2 {
+		t.Errorf(`"config loaded" logged %d times for the start and one change, want 2:\n%s`, n, logs.b.String())
+	}
 }

@@ -102,3 +102,24 @@ type CustinfoLookupResult struct {
 	SourceColumn string
 	Position     int32
 }
+
+// One row per serve instance, written after every configuration load: what it loaded and what it thinks of it.
+type CustinfoStatus struct {
+	// The instance's name: --instance, by default host:pid.
+	Instance  string
+	Host      string
+	Pid       int32
+	StartedAt time.Time
+	// When the configuration now serving was loaded.
+	LoadedAt *time.Time
+	// The last load attempt, good or not (every reload interval at least).
+	CheckedAt time.Time
+	// Why the last load attempt failed (the previous configuration keeps serving); NULL after a good load.
+	LoadError *string
+	// Per lookup name: {"state": "ok"|"broken"|"disabled", "problems": [...]}.
+	Lookups []byte
+	// Per key id: {"lookup", "label", "state", "last_used"}; last_used is the last request this instance verified with the key since it started.
+	Keys []byte
+	// Set when the instance shut down cleanly; rows of stopped instances may be deleted.
+	StoppedAt *time.Time
+}
