@@ -17,6 +17,7 @@ import (
 	"github.com/custinfo/custinfo/internal/testwait"
 )
 
+// syncBuffer is a log destination safe for the Holder's goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -170,8 +169,8 @@ func TestListenerReconnects(t *testing.T) {
 	t.Parallel()
 	pool, h := start(t)
 	ctx := context.Background()
-	// Kill the listener's backend: its last statement is a LISTEN, or the
-	// UNLISTEN of its start-up probe.
+	// Kill the listener's backend: its last statement is its LISTEN (or,
+	// for a moment, the UNLISTEN of its start-up probe).
 	var killed int
 	testwait.Until(t, "listener connected", 15*time.Second, func() bool {
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ~ '^(UN)?LISTEN '`).Scan(&killed)
@@ -289,22 +288,10 @@ func TestStatusRecorded(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for the Holder's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
+// count is how often sub appears in what was written (syncBuffer is in
+// pooler_test.go).
 func (s *syncBuffer) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), sub)
+	return strings.Count(s.String(), sub)
 }
 
 // TestConfigLoadedOncePerLoad: starting logs "config loaded" once (the
@@ -330,9 +317,9 @@ func TestConfigLoadedOncePerLoad(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	testwait.Until(t, "listener connected", 5*time.Second, func() bool {
+	testwait.Until(t, "listener connected", 15*time.Second, func() bool {
 		var n int
-		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'UNLISTEN custinfo_probe%'`).Scan(&n)
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN `+reload.Channel+`'`).Scan(&n)
 		return err == nil && n > 0
 	})
 	before := h.Snapshot()
