@@ -16,7 +16,7 @@ import (
 // Bounds of Diagnose: the keys it tries and the bytes it may hash in all.
 const (
 	DiagnoseMaxKeys  = 8
-	DiagnoseMaxBytes = 1 << 20
+	DiagnoseMaxBytes = 256 << 10
 )
 
 // Diagnose names, for the server log, the known mistake that explains a

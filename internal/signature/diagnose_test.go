@@ -144,3 +144,30 @@ func FuzzDiagnose(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDiagnose measures the work a refused request costs when no
+// known mistake fits (the most Diagnose does): one key and the spec's
+// body, and the bound of keys with a body at the server's limit.
+func BenchmarkDiagnose(b *testing.B) {
+	big := bytes.Repeat([]byte(`{"a":1} `), 8<<10)
+	var many []signature.Key
+	for i := 0; i < signature.DiagnoseMaxKeys; i++ {
+		many = append(many, key(int64(i+1), strings.Repeat(string(rune('a'+i)), 20), both))
+	}
+	for _, bb := range []struct {
+		name string
+		keys []signature.Key
+		body []byte
+	}{
+		{"1key-41B", []signature.Key{key(1, otherKey, bodyOnly)}, []byte(specBody)},
+		{"8keys-64KiB", many, big},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			for b.Loop() {
+				if signature.Diagnose(bb.keys, specPath, bb.body, specTS, specSig) != "" {
+					b.Fatal("a mistake fit")
+				}
+			}
+		})
+	}
+}
