@@ -15,7 +15,7 @@ SOAK_DURATION ?= 60s
 COMPOSE_PROFILES_CHECKED ?= default scale observability
 export TEST_DATABASE_URL
 
-.PHONY: help build generate check test fuzz fuzz-seeds bench soak run compose-config clean tools
+.PHONY: help build generate check test fuzz fuzz-seeds bench bench-tracing soak run compose-config clean tools
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 bench: build ## load-test bin/custinfo beside pgx and pgbench on ROWS customers, DURATION per phase; writes docs/benchmarks.md
 	$(GO) build -o $(BIN)/custinfo-bench ./cmd/custinfo-bench
 	$(BIN)/custinfo-bench --database-url '$(BENCH_DATABASE_URL)' --binary $(BIN)/custinfo --rows $(ROWS) --duration $(DURATION) $(BENCH_FLAGS)
+
+bench-tracing: build ## tracing off vs on (every span exported to a local OTLP sink) at 8 and 32 connections, medians of 3 runs; prints the table, writes nothing
+	$(GO) build -o $(BIN)/custinfo-bench ./cmd/custinfo-bench
+	$(BIN)/custinfo-bench --database-url '$(BENCH_DATABASE_URL)' --binary $(BIN)/custinfo --rows $(ROWS) --duration $(DURATION) \
+	  --runs 3 --conns 8,32 --no-variants --tracing 8,32 --pgbench '' --out '' $(BENCH_FLAGS)
 
 soak: build ## run bin/custinfo under mixed load for SOAK_DURATION while mappings change and keys rotate; fails on any unexpected answer
 	$(GO) build -o $(BIN)/custinfo-soak ./cmd/custinfo-soak

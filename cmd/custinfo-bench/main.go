@@ -90,7 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		variantBinaries[name] = path
 		return nil
 	})
-	noDefaultVariants := fs.Bool("no-variants", false, "do not measure the default variants (info-level logging at 32 connections, no coalescing at 8, 32 and 64)")
+	noDefaultVariants := fs.Bool("no-variants", false, "do not measure the default variants (info-level logging and tracing at 32 connections, no coalescing at 8, 32 and 64)")
+	tracingConns := fs.String("tracing", "", "also measure a server with OpenTelemetry tracing on, exporting every span to a local OTLP sink, at these connection counts (comma-separated)")
 	recreate := fs.Bool("recreate", false, "drop and recreate the bench database first")
 	seed := fs.Uint64("seed", 1, "workload seed")
 	out := fs.String("out", "docs/benchmarks.md", "Markdown document to write the run into; empty for none")
@@ -105,7 +106,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		vs = append(variants{
 			{Name: "custinfo, info log", Conns: []int{32}, Args: []string{"--log-level", "info"}},
 			{Name: "custinfo, no coalescing", Conns: []int{8, 32, 64}, Args: []string{"--coalesce=false"}},
+			{Name: "custinfo, tracing", Conns: []int{32}, Tracing: true},
 		}, vs...)
+	}
+	if *tracingConns != "" {
+		tc, err := parseConns(*tracingConns)
+		if err != nil {
+			return fmt.Errorf("--tracing: %w", err)
+		}
+		vs = slices.DeleteFunc(vs, func(v bench.Variant) bool { return v.Name == "custinfo, tracing" })
+		vs = append(vs, bench.Variant{Name: "custinfo, tracing", Conns: tc, Tracing: true})
 	}
 	for name, path := range variantBinaries {
 		i := slices.IndexFunc(vs, func(v bench.Variant) bool { return v.Name == name })

@@ -83,6 +83,9 @@ type Variant struct {
 	// Binary, when set, is another custinfo executable to serve with (an
 	// older build, say); the variant's Args still apply.
 	Binary string
+	// Tracing turns the server's OpenTelemetry tracing on, exporting every
+	// span to a collector stand-in the bench runs on the same machine.
+	Tracing bool
 }
 
 // Report is the outcome of a run.
@@ -177,13 +180,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	mainArgs := append([]string{"--log-level", "warn"}, cfg.ServeArgs...)
-	if servers[TargetCustinfo], err = startServer(ctx, cfg.Binary, cfg.DatabaseURL, dir, TargetCustinfo, mainArgs); err != nil {
+	if servers[TargetCustinfo], err = startServer(ctx, cfg.Binary, cfg.DatabaseURL, dir, TargetCustinfo, mainArgs, nil); err != nil {
 		return nil, err
 	}
+	var sink *otlpSink
 	for _, v := range cfg.Variants {
 		args := append(slices.Clone(mainArgs), v.Args...)
 		bin := cmp.Or(v.Binary, cfg.Binary)
-		if servers[v.Name], err = startServer(ctx, bin, cfg.DatabaseURL, dir, "variant"+fmt.Sprint(len(servers)), args); err != nil {
+		var env []string
+		if v.Tracing {
+			if sink == nil {
+				if sink, err = startOTLPSink(); err != nil {
+					return nil, err
+				}
+				defer func() {
+					fmt.Fprintf(cfg.Out, "OTLP sink: %d trace exports, %d bytes received from the tracing variants\n", sink.exports.Load(), sink.bytes.Load())
+					sink.close()
+				}()
+			}
+			env = sink.env()
+		}
+		if servers[v.Name], err = startServer(ctx, bin, cfg.DatabaseURL, dir, "variant"+fmt.Sprint(len(servers)), args, env); err != nil {
 			return nil, err
 		}
 	}

@@ -35,8 +35,8 @@ type server struct {
 }
 
 // startServer starts binary serve on a free loopback port with the given
-// extra arguments and waits until /readyz answers 200.
-func startServer(ctx context.Context, binary, databaseURL, dir, name string, args []string) (*server, error) {
+// extra arguments and environment and waits until /readyz answers 200.
+func startServer(ctx context.Context, binary, databaseURL, dir, name string, args, env []string) (*server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -56,6 +56,7 @@ func startServer(ctx context.Context, binary, databaseURL, dir, name string, arg
 		// As in production: every access-log row gets its query hash.
 		cmd.Env = append(cmd.Env, "CUSTINFO_AUDIT_KEY="+benchAuditKey)
 	}
+	cmd.Env = append(cmd.Env, env...)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}

@@ -63,6 +63,9 @@ type Lookup struct {
 	Def
 	// Problems lists what is wrong with the mapping; empty when it serves.
 	Problems []string
+	// Warnings lists what makes the lookup slow though it serves: a phone
+	// param on a large table with no index on custinfo.phone_key(column).
+	Warnings []string
 
 	source   string // quoted, schema-qualified relation
 	params   []compiledParam
@@ -125,6 +128,17 @@ func (l *Lookup) Allows(ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// Warnings returns every warning of every lookup, each naming its lookup.
+func (s *Snapshot) Warnings() []string {
+	var out []string
+	for _, name := range s.names {
+		for _, w := range s.lookups[name].Warnings {
+			out = append(out, fmt.Sprintf("lookup %q: %s", name, w))
+		}
+	}
+	return out
 }
 
 // Problems returns every problem of every lookup, each naming its lookup.
@@ -315,6 +329,18 @@ func compileOne(ctx context.Context, conn *pgx.Conn, def Def) (*Lookup, error) {
 	l.selects = strings.Join(outer, ", ") + ", count(*) OVER ()"
 	l.orderBy = order
 
+	for _, pi := range l.matched {
+		if p := &l.params[pi]; p.Match == MatchPhone {
+			w, err := phoneIndexWarning(ctx, conn, rel, p)
+			if err != nil {
+				return nil, err
+			}
+			if w != "" {
+				l.Warnings = append(l.Warnings, w)
+			}
+		}
+	}
+
 	// Let PostgreSQL parse and plan the full statement once, so a comparison it
 	// cannot do (json = json, say) is reported now and not on the first call.
 	l.stmtsAll = l.statement(1<<len(l.matched) - 1)
@@ -326,6 +352,41 @@ func compileOne(ctx context.Context, conn *pgx.Conn, def Def) (*Lookup, error) {
 		problem("the lookup query does not compile: %s", pgErr.Message)
 	}
 	return l, nil
+}
+
+// largeTable is the estimated row count above which a phone param without
+// an index on custinfo.phone_key(column) is warned about at load.
+const largeTable = 100_000
+
+// phoneKeyIndexQuery reports the relation's estimated rows and whether a
+// valid, non-partial btree index leads with custinfo.phone_key(column).
+const phoneKeyIndexQuery = `
+SELECT c.reltuples::float8, EXISTS (
+    SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+    WHERE i.indrelid = c.oid AND i.indisvalid AND i.indpred IS NULL AND am.amname = 'btree'
+      AND regexp_replace(pg_get_indexdef(i.indexrelid, 1, false), '\s|::text|[()]|^custinfo[.]', '', 'g')
+          = regexp_replace('phone_key' || quote_ident($2), '\s|[()]', '', 'g'))
+FROM pg_class c WHERE c.oid = $1::oid`
+
+// phoneIndexWarning returns the load-time warning for phone param p: a view
+// (whose index, if any, is on its table: lookups check plans it), or a table
+// of more than largeTable rows without an index on custinfo.phone_key(column),
+// which every lookup then reads in full. It returns "" when there is nothing to say.
+func phoneIndexWarning(ctx context.Context, conn *pgx.Conn, rel *relation, p *compiledParam) (string, error) {
+	col := strings.ReplaceAll(p.column[1:len(p.column)-1], `""`, `"`) // p.column is quoted
+	if rel.kind == "v" {
+		return "", nil // lookups check plans a view's query and names the table to index
+	}
+	var rows float64
+	var indexed bool
+	if err := conn.QueryRow(ctx, phoneKeyIndexQuery, rel.oid, col).Scan(&rows, &indexed); err != nil {
+		return "", fmt.Errorf("read indexes of %s: %w", rel.display(), err)
+	}
+	if indexed || rows <= largeTable {
+		return "", nil
+	}
+	return fmt.Sprintf("param %q: no index on custinfo.phone_key(%s) and %s has about %.0f rows: every lookup reads it in full; run: CREATE INDEX CONCURRENTLY ON %s (custinfo.phone_key(%s))",
+		p.Field, p.column, rel.display(), rows, rel.display(), p.column), nil
 }
 
 func (r *relation) display() string {

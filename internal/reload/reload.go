@@ -136,9 +136,20 @@ func (h *Holder) reload(ctx context.Context, onlyChanged bool) (swapped bool, er
 		h.recordStatus(ctx, cur, nil) // still loaded as it was: checked_at and the keys' use move on
 		return false, nil
 	}
+	prev := h.cur.Load()
 	h.recordStatus(ctx, snap, nil)
 	h.cur.Store(snap)
 	h.lastCfg = cfg
+	// A warning is logged when it first appears, not on every reload.
+	var seen []string
+	if prev != nil {
+		seen = prev.Warnings()
+	}
+	for _, w := range snap.Warnings() {
+		if !slices.Contains(seen, w) {
+			h.cfg.Logger.Warn("lookup slow", "warning", w)
+		}
+	}
 	if h.cfg.LoadedFunc != nil {
 		h.cfg.LoadedFunc(ctx, cfg, snap)
 	}
@@ -159,7 +170,7 @@ func sameCompiled(a, b *lookup.Snapshot) bool {
 	for _, name := range a.Names() {
 		la, _ := a.Get(name)
 		lb, _ := b.Get(name)
-		if la.SQL() != lb.SQL() || !slices.Equal(la.Problems, lb.Problems) {
+		if la.SQL() != lb.SQL() || !slices.Equal(la.Problems, lb.Problems) || !slices.Equal(la.Warnings, lb.Warnings) {
 			return false
 		}
 	}
