@@ -208,3 +208,22 @@ func TestWriteMarkdown(t *testing.T) {
 		t.Errorf("document (-want +got):\n%s", diff)
 	}
 }
+
+func TestCPUPerRequest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		res  result
+		want float64
+	}{
+		{"answered only", result{Requests: 1000, ServerCPU: 200 * time.Millisecond}, 200},
+		{"errors not counted", result{Requests: 1000, Errors: 500, ServerCPU: 200 * time.Millisecond}, 400},
+		{"nothing answered", result{Requests: 10, Errors: 10, ServerCPU: time.Second}, 0},
+		{"no requests", result{ServerCPU: time.Second}, 0},
+	}
+	for _, tt := range tests {
+		if got := tt.res.cpuPerRequest(); got != tt.want {
+			t.Errorf("%s: cpuPerRequest() = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -43,6 +43,16 @@ func (r result) cpuPercent() float64 {
 	return 100 * r.ServerCPU.Seconds() / r.Elapsed.Seconds()
 }
 
+// cpuPerRequest returns the server's CPU time per answered request (one
+// without an error) in microseconds; 0 when nothing was answered.
+func (r result) cpuPerRequest() float64 {
+	answered := r.Requests - r.Errors
+	if answered <= 0 {
+		return 0
+	}
+	return float64(r.ServerCPU.Microseconds()) / float64(answered)
+}
+
 // phase is one load phase: conns workers, each running its own step in a
 // loop, for warmup (not measured) then dur.
 type phase struct {

@@ -61,6 +61,7 @@ func columns() []column {
 			return fmt.Sprint(n)
 		}},
 		{"server CPU %", server(func(r Row) string { return fmt.Sprintf("%.0f", medianOf(r, result.cpuPercent)) })},
+		{"server µs/req", server(func(r Row) string { return fmt.Sprintf("%.0f", medianOf(r, result.cpuPerRequest)) })},
 		{"RSS MiB", server(func(r Row) string {
 			return fmt.Sprintf("%.1f", medianOf(r, func(res result) float64 { return float64(res.ServerRSS) / (1 << 20) }))
 		})},

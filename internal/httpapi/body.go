@@ -36,18 +36,10 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 // absent. Other fields are ignored whatever their value. The body must be
 // valid UTF-8 and hold exactly one JSON object.
 //
-// scanFields decodes what the helpdesk sends in one pass; whatever it does
-// not accept goes through decodeFieldsJSON, which decides and explains.
+// It walks the body with encoding/json's tokenizer and decodes only the
+// wanted fields' values; ignored values are skipped as raw JSON, nested as
+// deep as encoding/json allows (10,000 levels) and no deeper.
 func decodeFields(body []byte, wanted func(string) bool) (map[string]string, error) {
-	if values, ok := scanFields(body, wanted); ok {
-		return values, nil
-	}
-	return decodeFieldsJSON(body, wanted)
-}
-
-// decodeFieldsJSON is decodeFields with encoding/json's tokenizer: the
-// reference that scanFields agrees with, and the source of every error.
-func decodeFieldsJSON(body []byte, wanted func(string) bool) (map[string]string, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, &bodyError{"body is empty; expected a JSON object such as {\"callNum\":\"010-1234-5678\"}"}
 	}

@@ -138,6 +138,12 @@ func TestDecodeFields(t *testing.T) {
 		{"empty object", `{}`, map[string]string{}, ""},
 		{"whitespace around", " \n{ \"callNum\" : \"1\" }\r\n\t", map[string]string{"callNum": "1"}, ""},
 		{"key match is exact", `{"callnum":"1","CallNum":"2"}`, map[string]string{}, ""},
+		{"surrogate pairs and escapes", `{"callNum":"\ud83d\ude00\u00e9\n\/","nation":"\ud800x"}`, map[string]string{"callNum": "😀é\n/", "nation": "\ufffdx"}, ""},
+		{"escaped key", `{"call\u004eum":"1"}`, map[string]string{"callNum": "1"}, ""},
+		{"reversed surrogate pair", `{"callNum":"\udc00\ud800"}`, map[string]string{"callNum": "\ufffd\ufffd"}, ""},
+		{"high surrogate then a plain escape", `{"callNum":"\ud800\u0041"}`, map[string]string{"callNum": "\ufffdA"}, ""},
+		{"ignored values with brackets in strings", ` {"a":{"b":[1,-2.5e+3,{},[],{"c":null}],"d":"\"}"},"e":true,"f":false,"callNum":"1"} `, map[string]string{"callNum": "1"}, ""},
+		{"deep ignored value", `{"a":` + strings.Repeat("[", 1000) + strings.Repeat("]", 1000) + `,"callNum":"1"}`, map[string]string{"callNum": "1"}, ""},
 
 		{"empty", ``, nil, "empty"},
 		{"blank", " \n\t", nil, "empty"},
@@ -167,6 +173,18 @@ func TestDecodeFields(t *testing.T) {
 		{"too deep", `{"a":` + strings.Repeat("[", 10_001) + strings.Repeat("]", 10_001) + `}`, nil, "not JSON"},
 		{"too deep in a wanted value", `{"callNum":` + strings.Repeat("[", 10_001), nil, "not JSON"},
 		{"byte order mark", "\ufeff{}", nil, "not JSON"},
+		{"second empty object", `{} {}`, nil, "after the JSON object"},
+		{"trailing comma in an ignored field", `{"a":1,}`, nil, "not JSON"},
+		{"leading zero in an ignored field", `{"a":01}`, nil, "not JSON"},
+		{"bare minus", `{"a":-}`, nil, "not JSON"},
+		{"dot without digits", `{"a":1.}`, nil, "not JSON"},
+		{"exponent without digits", `{"a":1e+}`, nil, "not JSON"},
+		{"bad escape", `{"a":"\x"}`, nil, "not JSON"},
+		{"short unicode escape", `{"a":"\u12"}`, nil, "not JSON"},
+		{"raw tab in a string", "{\"a\":\"\t\"}", nil, "not JSON"},
+		{"unterminated array", `{"a":[1,2`, nil, "not JSON"},
+		{"mismatched bracket", `{"a":[1}`, nil, "not JSON"},
+		{"wanted number cut short", `{"callNum":12`, nil, "not JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
