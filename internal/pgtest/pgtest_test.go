@@ -16,7 +16,8 @@ func TestNewIsMigrated(t *testing.T) {
 	if err != nil {
 		t.Fatalf("count custinfo tables: %v", err)
 	}
-	if n != 5 {
-		t.Errorf("custinfo tables = %d, want 5", n)
+	// lookups, lookup_params, lookup_results, api_keys, access_log, status.
+	if n != 6 {
+		t.Errorf("custinfo tables = %d, want 6", n)
 	}
 }
