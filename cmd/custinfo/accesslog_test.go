@@ -94,24 +94,6 @@ func alNewRequest(base, id string, r alRequest) (*http.Request, error) {
 	return req, nil
 }
 
-// alLogBuffer collects the server's log lines.
-type alLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *alLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *alLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestAccessLogAfterShutdownUnderLoad sends signed requests of every outcome
 // from several clients, ends serve as SIGTERM does while requests are in
 // flight, and checks that every answered request has exactly one access-log
@@ -128,7 +110,7 @@ func TestAccessLogAfterShutdownUnderLoad(t *testing.T) {
 		t.Fatalf("seed: %v", err)
 	}
 
-	logs := &alLogBuffer{}
+	logs := &pgtest.LogBuffer{}
 	logger, err := newLogger(logs, "json", "info")
 	if err != nil {
 		t.Fatal(err)

@@ -60,29 +60,11 @@ func opsSeed(t *testing.T) string {
 	return u
 }
 
-// lockedBuffer is a log destination that tests read while the server writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // opsServer is one serve run of a test.
 type opsServer struct {
 	base        string // scheme://host:port of the lookup listener
 	metricsBase string // http://host:port of --metrics-addr, if set
-	logs        *lockedBuffer
+	logs        *pgtest.LogBuffer
 	stop        func() error // ends serve and returns its error; later calls return the same
 }
 
@@ -105,7 +87,7 @@ func opsStart(t *testing.T, f serveFlags) *opsServer {
 	if f.shutdownTimeout == 0 {
 		f.shutdownTimeout = 5 * time.Second
 	}
-	s := &opsServer{logs: &lockedBuffer{}}
+	s := &opsServer{logs: &pgtest.LogBuffer{}}
 	logger, err := newLogger(s.logs, "json", "debug")
 	if err != nil {
 		t.Fatal(err)

@@ -50,7 +50,7 @@ func TestSharedNumber(t *testing.T) {
 	if _, err := admin.Exec(context.Background(), sharedSeedSQL); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
-	logs := &alLogBuffer{}
+	logs := &pgtest.LogBuffer{}
 	logger, err := newLogger(logs, "json", "info")
 	if err != nil {
 		t.Fatal(err)

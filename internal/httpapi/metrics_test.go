@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,12 +10,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/custinfo/custinfo/internal/httpapi"
+	"github.com/custinfo/custinfo/internal/pgtest"
 	"github.com/custinfo/custinfo/internal/reload"
 )
 
@@ -269,7 +268,7 @@ func BenchmarkMetricsObserve(b *testing.B) {
 func TestProbesLogAtDebug(t *testing.T) {
 	t.Parallel()
 	f := newOpsFixture(t, nil)
-	var buf syncBuffer
+	var buf pgtest.LogBuffer
 	m := httpapi.NewMetrics(f.pool)
 	cfg := f.config()
 	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -297,22 +296,4 @@ func TestProbesLogAtDebug(t *testing.T) {
 	if got := buf.String(); !strings.Contains(got, `"path":"/nope"`) || !strings.Contains(got, `"status":404`) {
 		t.Errorf("a 404 was not logged at info: %q", got)
 	}
-}
-
-// syncBuffer is a log destination that tests read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

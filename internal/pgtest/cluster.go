@@ -410,23 +410,25 @@ func (c *Cluster) WaitReplayed(standby *Cluster, within time.Duration) {
 type Proc struct {
 	Name string
 	cmd  *exec.Cmd
-	log  *lockedBuffer
+	log  *LogBuffer
 	done chan struct{}
 	err  error
 }
 
-type lockedBuffer struct {
+// LogBuffer is a log destination that tests read while a server writes to
+// it; it is safe for concurrent use.
+type LogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -458,7 +460,7 @@ func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	p := &Proc{Name: filepath.Base(cmd.Path), cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	p := &Proc{Name: filepath.Base(cmd.Path), cmd: cmd, log: &LogBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", cmd.Path, err)

@@ -1,12 +1,10 @@
 package reload_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,24 +14,6 @@ import (
 	"github.com/custinfo/custinfo/internal/reload"
 	"github.com/custinfo/custinfo/internal/testwait"
 )
-
-// syncBuffer is a log destination safe for the Holder's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Behind PgBouncer in transaction mode LISTEN runs but no notification
 // arrives: the Holder says so and polls, and a change still takes effect.
@@ -48,7 +28,7 @@ func TestListenThroughTransactionPoolerPolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &pgtest.LogBuffer{}
 	h := reload.New(reload.Config{
 		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
 		Pool:         pool,

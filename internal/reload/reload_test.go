@@ -288,12 +288,6 @@ func TestStatusRecorded(t *testing.T) {
 	}
 }
 
-// count is how often sub appears in what was written (syncBuffer is in
-// pooler_test.go).
-func (s *syncBuffer) count(sub string) int {
-	return strings.Count(s.String(), sub)
-}
-
 // TestConfigLoadedOncePerLoad: starting logs "config loaded" once (the
 // listener's catch-up load finds nothing new), and a change logs it once more.
 func TestConfigLoadedOncePerLoad(t *testing.T) {
@@ -303,7 +297,7 @@ func TestConfigLoadedOncePerLoad(t *testing.T) {
 	if _, err := pool.Exec(ctx, fixture); err != nil {
 		t.Fatalf("fixture: %v", err)
 	}
-	var logs syncBuffer
+	var logs pgtest.LogBuffer
 	h := reload.New(reload.Config{Pool: pool, Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := h.Load(ctx); err != nil {
 		t.Fatal(err)
@@ -328,7 +322,7 @@ func TestConfigLoadedOncePerLoad(t *testing.T) {
 	}
 	testwait.Until(t, "the new key loaded", 3*time.Second, func() bool { return h.Snapshot() != before })
 	time.Sleep(200 * time.Millisecond) // room for a duplicate line to show up
-	if n := logs.count("config loaded"); n != 2 {
-		t.Errorf(`"config loaded" logged %d times for the start and one change, want 2:\n%s`, n, logs.b.String())
+	if n := strings.Count(logs.String(), "config loaded"); n != 2 {
+		t.Errorf(`"config loaded" logged %d times for the start and one change, want 2:\n%s`, n, logs.String())
 	}
 }
