@@ -50,37 +50,13 @@ func TestSharedNumber(t *testing.T) {
 	if _, err := admin.Exec(context.Background(), sharedSeedSQL); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
-	logs := &pgtest.LogBuffer{}
-	logger, err := newLogger(logs, "json", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := serveFlags{
+	s := opsStart(t, serveFlags{
 		databaseURL:     dbURL,
-		addr:            "127.0.0.1:0",
-		queryTimeout:    2 * time.Second,
-		timestampWindow: 5 * time.Minute,
-		reloadInterval:  time.Minute,
 		shutdownTimeout: 10 * time.Second,
 		auditRegion:     "KR",
 		metricsAddr:     "127.0.0.1:0",
-	}
-	metricsCh := make(chan string, 1)
-	f.metricsReady = func(addr string) { metricsCh <- addr }
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addrCh := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, f, logger, func(addr string) { addrCh <- addr }) }()
-	var base string
-	select {
-	case addr := <-addrCh:
-		base = "http://" + addr
-	case err := <-done:
-		t.Fatalf("serve ended before listening: %v\n%s", err, logs)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not listen within 30 s")
-	}
+	})
+	base := s.base
 
 	send := func(id, body string) string {
 		t.Helper()
@@ -110,14 +86,7 @@ func TestSharedNumber(t *testing.T) {
 		t.Errorf("number of one customer = %s, want %s", got, want)
 	}
 
-	var metricsBase string
-	select {
-	case addr := <-metricsCh:
-		metricsBase = "http://" + addr
-	default:
-		t.Fatal("serve listens but did not report its metrics address")
-	}
-	resp, err := http.Get(metricsBase + "/metrics")
+	resp, err := http.Get(s.metricsBase + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -127,17 +96,11 @@ func TestSharedNumber(t *testing.T) {
 		t.Errorf("GET /metrics has no line %q", want)
 	}
 
-	cancel() // flushes the access log
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve = %v\n%s", err, logs)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not return within 30 s of the cancel")
+	if err := s.stop(); err != nil { // flushes the access log
+		t.Fatalf("serve = %v\n%s", err, s.logs)
 	}
-	if !strings.Contains(logs.String(), `"request_id":"shared-0"`) || !strings.Contains(logs.String(), `"matches":3`) {
-		t.Errorf("the server log has no line for shared-0 with \"matches\":3:\n%s", logs)
+	if !strings.Contains(s.logs.String(), `"request_id":"shared-0"`) || !strings.Contains(s.logs.String(), `"matches":3`) {
+		t.Errorf("the server log has no line for shared-0 with \"matches\":3:\n%s", s.logs)
 	}
 	rows, err := admin.Query(context.Background(), `SELECT request_id, matches FROM custinfo.access_log ORDER BY id`)
 	if err != nil {
