@@ -478,21 +478,9 @@ func (c *Coalescer) answer(ctx context.Context, l *Lookup, q *batchQueue, r *run
 // query runs the coalesced statement for batch and returns each request's
 // answer, or the error that failed the query.
 func (c *Coalescer) query(ctx context.Context, l *Lookup, q *batchQueue, batch []*waiter) ([]Result, []error, error) {
-	var vals []string
-	ords := make([]int32, 0, len(batch))
-	for i, w := range batch {
-		switch v := w.p.Args[0].(type) {
-		case []string:
-			for _, s := range v {
-				vals = append(vals, s)
-				ords = append(ords, int32(i))
-			}
-		case string:
-			vals = append(vals, v)
-			ords = append(ords, int32(i))
-		default:
-			return nil, nil, fmt.Errorf("coalesce: argument of type %T", v)
-		}
+	vals, ords, err := batchArgs(len(batch), func(i int) []any { return batch[i].p.Args })
+	if err != nil {
+		return nil, nil, err
 	}
 	rows, err := c.cfg.DB.Query(ctx, q.sql, vals, ords)
 	if err != nil {
@@ -524,6 +512,62 @@ func (c *Coalescer) query(ctx context.Context, l *Lookup, q *batchQueue, batch [
 		}
 	}
 	return res, errs, nil
+}
+
+// batchArgs returns the two arguments of a coalesced statement for n
+// requests whose bound arguments are args(i): every value of the matched
+// param (a phone param has several), and beside each the index of its
+// request.
+func batchArgs(n int, args func(i int) []any) ([]string, []int32, error) {
+	var vals []string
+	ords := make([]int32, 0, n)
+	for i := range n {
+		a := args(i)
+		if len(a) != 1 {
+			return nil, nil, fmt.Errorf("coalesce: %d arguments, want 1", len(a))
+		}
+		switch v := a[0].(type) {
+		case []string:
+			for _, s := range v {
+				vals = append(vals, s)
+				ords = append(ords, int32(i))
+			}
+		case string:
+			vals = append(vals, v)
+			ords = append(ords, int32(i))
+		default:
+			return nil, nil, fmt.Errorf("coalesce: argument of type %T", v)
+		}
+	}
+	return vals, ords, nil
+}
+
+// BatchQuery returns the statement and arguments with which a Coalescer
+// answers the requests ps (bound by l.Bind) with one query, for running
+// them elsewhere (custinfo-bench measures the database answering the
+// server's batches). Each row of the answer is the int4 index in ps of the
+// request it answers, then the lookup's results as text and the match
+// count, as Exec reads them; a request without a row has no match. It
+// fails when ps is empty or its requests do not all bind to one coalesced
+// statement (more than one matched param present is never coalesced).
+func (l *Lookup) BatchQuery(ps []Prepared) (string, []any, error) {
+	if len(ps) == 0 {
+		return "", nil, errors.New("coalesce: no requests")
+	}
+	q := l.batchQueue(ps[0].mask)
+	if q == nil {
+		return "", nil, fmt.Errorf("coalesce: lookup %q does not coalesce these requests", l.Name)
+	}
+	for _, p := range ps[1:] {
+		if p.mask != ps[0].mask {
+			return "", nil, fmt.Errorf("coalesce: lookup %q: requests of different statements", l.Name)
+		}
+	}
+	vals, ords, err := batchArgs(len(ps), func(i int) []any { return ps[i].Args })
+	if err != nil {
+		return "", nil, err
+	}
+	return q.sql, []any{vals, ords}, nil
 }
 
 // batchQueue returns the queue of the statement for mask, or nil when that

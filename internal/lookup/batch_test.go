@@ -121,6 +121,85 @@ func TestCoalescedAnswersEqualPlain(t *testing.T) {
 	}
 }
 
+// BatchQuery gives the statement and arguments a Coalescer runs: run
+// through pgx directly, they answer each request as it is answered alone.
+func TestBatchQueryAnswersAsPlain(t *testing.T) {
+	t.Parallel()
+	pool, snap := setup(t, batchFixture)
+	ctx := context.Background()
+	for _, name := range []string{"asc", "by_code"} {
+		l := get(t, snap, name)
+		group := map[string]string{"asc": "phone", "by_code": "by_code"}[name]
+		reqs := batchRequests[group]
+		want := map[int]answer{}
+		ps := make([]lookup.Prepared, len(reqs))
+		for i, v := range reqs {
+			a := answerOf(l.Run(ctx, pool, v))
+			if a.Err == "" {
+				want[i] = answer{Fields: a.Fields, Matches: a.Matches}
+			}
+			p, err := l.Bind(v)
+			if err != nil {
+				t.Fatalf("%s: Bind(%v): %v", name, v, err)
+			}
+			ps[i] = p
+		}
+		sql, args, err := l.BatchQuery(ps)
+		if err != nil {
+			t.Fatalf("%s: BatchQuery: %v", name, err)
+		}
+		if plain, _ := l.BatchStatement(reqs[0]); sql != plain {
+			t.Errorf("%s: BatchQuery statement = %q, want the coalescer's %q", name, sql, plain)
+		}
+		rows, err := pool.Query(ctx, sql, args...)
+		if err != nil {
+			t.Fatalf("%s: run the batch statement: %v", name, err)
+		}
+		got := map[int]answer{}
+		for rows.Next() {
+			var ord int32
+			var userName, id *string
+			var matches int64
+			if err := rows.Scan(&ord, &userName, &id, &matches); err != nil {
+				t.Fatalf("%s: scan: %v", name, err)
+			}
+			f := map[string]string{"userName": "", "id": ""}
+			if userName != nil {
+				f["userName"] = *userName
+			}
+			if id != nil {
+				f["id"] = *id
+			}
+			got[int(ord)] = answer{Fields: f, Matches: matches}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("%s: rows: %v", name, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: batch answers differ from plain ones (-plain +batch):\n%s", name, diff)
+		}
+	}
+
+	two := get(t, snap, "two")
+	var ps []lookup.Prepared
+	for _, v := range []map[string]string{{"callNum": "010-5555-0000"}, {"callNum": "010-5555-0000", "email": "c@x"}} {
+		p, err := two.Bind(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	if _, _, err := two.BatchQuery(ps); err == nil {
+		t.Errorf("BatchQuery(requests of two statements) = nil error, want one")
+	}
+	if _, _, err := two.BatchQuery(ps[1:]); err == nil {
+		t.Errorf("BatchQuery(two matched params present) = nil error, want one")
+	}
+	if _, _, err := two.BatchQuery(nil); err == nil {
+		t.Errorf("BatchQuery(nil) = nil error, want one")
+	}
+}
+
 // A value that fails the coalesced query (an integer column given text)
 // fails only its own request: the others are answered alone.
 func TestCoalescedBadValueFailsAlone(t *testing.T) {
