@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lookupName := fs.String("lookup", "customer", "lookup to request")
 	hits := fs.Int("hits", 80, "percent of requests that name an existing customer")
 	pgbench := fs.String("pgbench", "pgbench", "pgbench executable; empty to skip that baseline")
-	directPool := fs.Int("direct-pool-conns", 0, "pool size of the pgx-direct baseline: 0 for pgx's default (what custinfo serve uses), -1 for one connection per worker like pgbench")
+	directPool := fs.Int("direct-pool-conns", 0, "pool size of the pgx-direct baselines: 0 for custinfo serve's (pgx's default unless --serve-args set --pool-max-conns), -1 for one connection per worker like pgbench")
 	serveArgs := fs.String("serve-args", "", "extra arguments of the measured custinfo serve, space-separated")
 	var vs variants
 	fs.Var(&vs, "variant", "also measure a server with extra arguments: NAME:CONNS:ARGS (repeatable)")

@@ -2,8 +2,10 @@
 // bench database with the demo customers, runs the real custinfo server as a
 // child process, drives it with requests signed as the helpdesk signs them,
 // and, in the same run and at the same connection counts, sends the lookup's
-// own statement straight through pgx and through pgbench. The result is one
-// table of rates, latencies, errors, server CPU and memory, and ratios.
+// own statement straight through pgx and through pgbench, and the server's
+// coalesced statement through pgx in the batches the server formed. The
+// result is one table of rates, latencies, errors, server and database CPU
+// per request, memory, and ratios.
 package bench
 
 import (
@@ -17,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,12 +29,24 @@ import (
 	"github.com/custinfo/custinfo/internal/reload"
 )
 
-// Target names of the table's rows.
+// Target names of the table's rows. The pgbench rows are named after their
+// clients (see pgbenchTarget).
 const (
-	TargetDirect   = "pgx-direct"
-	TargetPgbench  = "pgbench"
-	TargetCustinfo = "custinfo"
+	TargetDirect    = "pgx-direct"
+	TargetCoalesced = "pgx-direct, coalesced"
+	TargetPgbench   = "pgbench"
+	TargetCustinfo  = "custinfo"
 )
+
+// pgbenchTarget names the pgbench row with n clients.
+func pgbenchTarget(n int) string { return TargetPgbench + " (" + clients(n) + ")" }
+
+func clients(n int) string {
+	if n == 1 {
+		return "1 client"
+	}
+	return fmt.Sprintf("%d clients", n)
+}
 
 // Config says what to measure and how long.
 type Config struct {
@@ -56,9 +71,9 @@ type Config struct {
 	HitPercent int
 	// Pgbench is the pgbench executable; empty skips that baseline.
 	Pgbench string
-	// DirectPoolConns is the pool size of the pgx baseline: 0 means pgx's
-	// default, which custinfo serve also uses; -1 means one connection per
-	// worker, like pgbench.
+	// DirectPoolConns is the pool size of the pgx baselines: 0 means the
+	// pool custinfo serve opens (pgx's default unless ServeArgs set
+	// --pool-max-conns); -1 means one connection per worker, like pgbench.
 	DirectPoolConns int
 	// ServeArgs are extra arguments of the measured server.
 	ServeArgs []string
@@ -72,6 +87,8 @@ type Config struct {
 	Seed uint64
 	// Out receives progress lines and the table.
 	Out io.Writer
+
+	servePool int // the pool size of custinfo serve, set by Run
 }
 
 // Variant is a server configuration measured beside the main one, at some
@@ -98,10 +115,26 @@ type Report struct {
 	PGVersion string
 	LoadStart string
 	LoadEnd   string
-	// SQL is the lookup's statement, as the pgx baseline sends it.
-	SQL string
+	// SQL is the lookup's statement, as the pgx baseline sends it;
+	// BatchSQL its coalesced form, as the server and the coalesced pgx
+	// baseline send it ("" if the lookup's requests are not coalesced).
+	SQL      string
+	BatchSQL string
+	// PoolSize is the database pool of custinfo serve, and the clients of
+	// the pgbench baseline that ratios are taken against.
+	PoolSize int
 	// Rows holds, per connection count, one row per target in table order.
 	Rows []Row
+	// Mixes are the batches custinfo formed, per connection count and run,
+	// as the coalesced pgx baseline repeated them.
+	Mixes []MixNote
+}
+
+// MixNote is how custinfo answered its requests in one phase, and with how
+// many workers the coalesced pgx baseline then sent the same mix.
+type MixNote struct {
+	Conns, Run, Workers int
+	Mix                 batchMix
 }
 
 // Row is the medians of one target at one connection count.
@@ -109,11 +142,14 @@ type Row struct {
 	Conns  int
 	Target string
 	Runs   []result
-	// Ratio is the median of the per-run ratio of this target's rate to
-	// pgx-direct's (and to pgbench's), 0 when not applicable.
-	Ratio        float64
-	RatioPgbench float64
-	server       bool
+	// Ratio, RatioCoalesced and RatioPgbench are the medians of the per-run
+	// ratios of this target's rate to pgx-direct's, to the coalesced pgx
+	// baseline's and to pgbench's with as many clients as custinfo's
+	// database pool; 0 when not applicable.
+	Ratio          float64
+	RatioCoalesced float64
+	RatioPgbench   float64
+	server         bool
 }
 
 // Run sets up the bench database and measures every target at every
@@ -148,6 +184,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.SQL = l.SQL()
 	pool.Close()
+	if cfg.servePool, err = servePoolSize(cfg.DatabaseURL, cfg.ServeArgs); err != nil {
+		return nil, err
+	}
+	rep.PoolSize = cfg.servePool
+	meter, err := newBackendMeter(ctx, cfg.DatabaseURL, out)
+	if err != nil {
+		return nil, err
+	}
+	defer meter.close()
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0))
 	items := newWorkload(rng, cfg.WorkloadSize, cfg.Rows, cfg.HitPercent)
@@ -156,7 +201,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bind %s: %w", items[k].body, err)
 		}
-		items[k].sql, items[k].args = p.SQL, p.Args
+		items[k].sql, items[k].args, items[k].prep = p.SQL, p.Args, p
+	}
+	if len(items) > 1 {
+		if sql, _, err := l.BatchQuery([]lookup.Prepared{items[0].prep, items[1].prep}); err == nil {
+			rep.BatchSQL = sql
+		}
 	}
 	script := ""
 	if cfg.Pgbench != "" {
@@ -180,7 +230,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	mainArgs := append([]string{"--log-level", "warn"}, cfg.ServeArgs...)
-	if servers[TargetCustinfo], err = startServer(ctx, cfg.Binary, cfg.DatabaseURL, dir, TargetCustinfo, mainArgs, nil); err != nil {
+	if servers[TargetCustinfo], err = startServer(ctx, cfg.Binary, cfg.DatabaseURL, dir, TargetCustinfo, mainArgs, nil, true); err != nil {
 		return nil, err
 	}
 	var sink *otlpSink
@@ -200,7 +250,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			env = sink.env()
 		}
-		if servers[v.Name], err = startServer(ctx, bin, cfg.DatabaseURL, dir, "variant"+fmt.Sprint(len(servers)), args, env); err != nil {
+		if servers[v.Name], err = startServer(ctx, bin, cfg.DatabaseURL, dir, "variant"+fmt.Sprint(len(servers)), args, env, false); err != nil {
 			return nil, err
 		}
 	}
@@ -220,32 +270,48 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			fmt.Fprintf(out, "conns %3d  run %d/%d  %-22s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %d%s\n",
 				conns, run+1, cfg.Runs, target, res.rate(), ms(res.P50), ms(res.P99), res.Errors, errSuffix(res))
 		}
+		pgbenchClients := []int{conns}
+		if cfg.servePool != conns {
+			pgbenchClients = append(pgbenchClients, cfg.servePool)
+		}
 		for run := range cfg.Runs {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			res, err := cfg.direct(ctx, conns, l, items, run)
+			res, err := cfg.direct(ctx, conns, l, items, run, meter)
 			if err != nil {
 				return nil, err
 			}
 			add(TargetDirect, run, res, false)
 			if script != "" {
-				res, err := runPgbench(ctx, cfg.Pgbench, cfg.DatabaseURL, script, dir, conns, runtime.NumCPU(), cfg.Warmup, cfg.Duration)
-				if err != nil {
-					return nil, err
+				for _, clients := range pgbenchClients {
+					res, err := runPgbench(ctx, cfg.Pgbench, cfg.DatabaseURL, script, dir, clients, runtime.NumCPU(), cfg.Warmup, cfg.Duration, meter)
+					if err != nil {
+						return nil, err
+					}
+					add(pgbenchTarget(clients), run, res, false)
 				}
-				add(TargetPgbench, run, res, false)
 			}
-			res, err = cfg.custinfo(ctx, servers[TargetCustinfo], conns, items, key, run)
+			res, mix, err := cfg.custinfo(ctx, servers[TargetCustinfo], conns, items, key, run, meter)
 			if err != nil {
 				return nil, err
 			}
 			add(TargetCustinfo, run, res, true)
+			// After custinfo, whose batches it repeats.
+			workers := mix.workers(conns)
+			rep.Mixes = append(rep.Mixes, MixNote{Conns: conns, Run: run, Workers: workers, Mix: mix})
+			fmt.Fprintf(out, "conns %3d  run %d/%d  custinfo's batches: %s; %s with %d worker(s)\n",
+				conns, run+1, cfg.Runs, mix, TargetCoalesced, workers)
+			res, err = cfg.coalesced(ctx, conns, workers, l, items, mix, run, meter)
+			if err != nil {
+				return nil, err
+			}
+			add(TargetCoalesced, run, res, false)
 			for _, v := range cfg.Variants {
 				if !slices.Contains(v.Conns, conns) {
 					continue
 				}
-				res, err := cfg.custinfo(ctx, servers[v.Name], conns, items, key, run)
+				res, _, err := cfg.custinfo(ctx, servers[v.Name], conns, items, key, run, meter)
 				if err != nil {
 					return nil, err
 				}
@@ -256,7 +322,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			r := rows[target]
 			if r.server {
 				r.Ratio = medianRatio(r.Runs, rows[TargetDirect].Runs)
-				if pb, ok := rows[TargetPgbench]; ok {
+				r.RatioCoalesced = medianRatio(r.Runs, rows[TargetCoalesced].Runs)
+				if pb, ok := rows[pgbenchTarget(cfg.servePool)]; ok {
 					r.RatioPgbench = medianRatio(r.Runs, pb.Runs)
 				}
 			}
@@ -293,7 +360,7 @@ func (cfg *Config) check() error {
 		}
 	}
 	for _, v := range cfg.Variants {
-		if v.Name == "" || v.Name == TargetCustinfo || v.Name == TargetDirect || v.Name == TargetPgbench {
+		if v.Name == "" || v.Name == TargetCustinfo || v.Name == TargetDirect || v.Name == TargetCoalesced || strings.HasPrefix(v.Name, TargetPgbench) {
 			return fmt.Errorf("bench: variant name %q is empty or taken", v.Name)
 		}
 	}
@@ -327,31 +394,94 @@ func loadLookup(ctx context.Context, pool *pgxpool.Pool, name string) (*lookup.L
 }
 
 // direct measures the pgx baseline at conns connections.
-func (cfg *Config) direct(ctx context.Context, conns int, l *lookup.Lookup, items []item, run int) (result, error) {
+func (cfg *Config) direct(ctx context.Context, conns int, l *lookup.Lookup, items []item, run int, meter *backendMeter) (result, error) {
+	pool, err := cfg.directPool(ctx, conns)
+	if err != nil {
+		return result{}, err
+	}
+	defer pool.Close()
+	seed := cfg.Seed + uint64(run)*1000 + 1
+	return driveMeasured(ctx, phase{
+		conns: conns, warmup: cfg.Warmup, dur: cfg.Duration,
+		newStep: func(w int) (stepFunc, func()) { return directStep(pool, len(l.Results), items, seed, w) },
+	}, meter), nil
+}
+
+// coalesced measures the coalesced pgx baseline: workers goroutines, each
+// sending queries of mix (see coalescedStep) through the same pool as
+// pgx-direct at conns connections.
+func (cfg *Config) coalesced(ctx context.Context, conns, workers int, l *lookup.Lookup, items []item, mix batchMix, run int, meter *backendMeter) (result, error) {
+	pool, err := cfg.directPool(ctx, conns)
+	if err != nil {
+		return result{}, err
+	}
+	defer pool.Close()
+	seed := cfg.Seed + uint64(run)*1000 + 3
+	return driveMeasured(ctx, phase{
+		conns: workers, warmup: cfg.Warmup, dur: cfg.Duration,
+		newBatchStep: func(w int) (batchStepFunc, func()) { return coalescedStep(pool, l, items, mix, seed, w) },
+	}, meter), nil
+}
+
+// directPool opens the pool of the pgx baselines at conns connections (see
+// Config.DirectPoolConns), with its connections open.
+func (cfg *Config) directPool(ctx context.Context, conns int) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
-		return result{}, fmt.Errorf("parse bench database url: %w", err)
+		return nil, fmt.Errorf("parse bench database url: %w", err)
 	}
 	switch {
 	case cfg.DirectPoolConns > 0:
 		pc.MaxConns = int32(cfg.DirectPoolConns)
 	case cfg.DirectPoolConns < 0:
 		pc.MaxConns = int32(conns)
+	case cfg.servePool > 0:
+		pc.MaxConns = int32(cfg.servePool)
 	}
 	pc.ConnConfig.RuntimeParams["application_name"] = "custinfo-bench"
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return result{}, fmt.Errorf("connect bench database: %w", err)
+		return nil, fmt.Errorf("connect bench database: %w", err)
 	}
-	defer pool.Close()
 	if err := fillPool(ctx, pool, min(conns, int(pc.MaxConns))); err != nil {
-		return result{}, err
+		pool.Close()
+		return nil, err
 	}
-	seed := cfg.Seed + uint64(run)*1000 + 1
-	return drive(ctx, phase{
-		conns: conns, warmup: cfg.Warmup, dur: cfg.Duration,
-		newStep: func(w int) (stepFunc, func()) { return directStep(pool, len(l.Results), items, seed, w) },
-	}), nil
+	return pool, nil
+}
+
+// driveMeasured runs p as drive does and adds the CPU time of the database's
+// backends over its measured window, read with meter at its start and end
+// (after p's own windowFunc).
+func driveMeasured(ctx context.Context, p phase, meter *backendMeter) result {
+	if !meter.usable() {
+		return drive(ctx, p)
+	}
+	var pgCPU time.Duration
+	measured := false
+	inner := p.windowFunc
+	p.windowFunc = func(end bool) {
+		if inner != nil {
+			inner(end)
+		}
+		if !meter.usable() {
+			return
+		}
+		if !end {
+			meter.reset()
+		}
+		cpu, err := meter.read(ctx)
+		if err != nil {
+			meter.fail(err)
+			return
+		}
+		pgCPU, measured = cpu, end
+	}
+	res := drive(ctx, p)
+	if measured && meter.usable() {
+		res.PGCPU, res.PGMeasured = pgCPU, true
+	}
+	return res
 }
 
 // fillPool opens all n connections of pool before a phase, so connecting
@@ -375,12 +505,14 @@ func fillPool(ctx context.Context, pool *pgxpool.Pool, n int) error {
 	return nil
 }
 
-// custinfo measures server s at conns connections, with its CPU and memory.
-func (cfg *Config) custinfo(ctx context.Context, s *server, conns int, items []item, key []byte, run int) (result, error) {
+// custinfo measures server s at conns connections, with its CPU and memory
+// and, when it serves metrics, how it batched the requests it answered.
+func (cfg *Config) custinfo(ctx context.Context, s *server, conns int, items []item, key []byte, run int, meter *backendMeter) (result, batchMix, error) {
 	var before, after procStat
-	var procErr error
+	var metrics [2]map[string]float64
+	var procErr, metricsErr error
 	seed := cfg.Seed + uint64(run)*1000 + 2
-	res := drive(ctx, phase{
+	res := driveMeasured(ctx, phase{
 		conns: conns, warmup: cfg.Warmup, dur: cfg.Duration,
 		newStep: func(w int) (stepFunc, func()) {
 			return httpStep(s.addr, cfg.Lookup, key, items, seed, w)
@@ -390,22 +522,33 @@ func (cfg *Config) custinfo(ctx context.Context, s *server, conns int, items []i
 			if err != nil && procErr == nil {
 				procErr = err
 			}
+			i := 0
 			if end {
-				after = st
+				after, i = st, 1
 			} else {
 				before = st
 			}
+			if s.metricsAddr != "" {
+				m, err := scrapeMetrics(ctx, s.metricsAddr)
+				if err != nil && metricsErr == nil {
+					metricsErr = err
+				}
+				metrics[i] = m
+			}
 		},
-	})
+	}, meter)
 	if procErr != nil {
-		return result{}, fmt.Errorf("measure server: %w", procErr)
+		return result{}, batchMix{}, fmt.Errorf("measure server: %w", procErr)
+	}
+	if metricsErr != nil {
+		return result{}, batchMix{}, fmt.Errorf("measure server: %w", metricsErr)
 	}
 	if before.valid && after.valid {
 		res.ServerCPU = after.cpu - before.cpu
 		res.ServerRSS = after.rss
 		res.ServerHWM = after.hwm
 	}
-	return res, nil
+	return res, newBatchMix(metrics[0], metrics[1], res.Requests-res.Errors), nil
 }
 
 func medianRatio(a, b []result) float64 {

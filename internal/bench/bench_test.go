@@ -110,9 +110,12 @@ func TestReadPgbenchLogs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "tx.123"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, err := readPgbenchLogs(dir, time.Second, time.Second)
+	res, from, err := readPgbenchLogs(dir, time.Second, time.Second)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := time.Unix(1700000001, 0); !from.Equal(want) || res.Elapsed != time.Second {
+		t.Errorf("readPgbenchLogs window = %v + %v, want %v + 1s", from, res.Elapsed, want)
 	}
 	if res.Requests != 101 || res.Errors != 1 {
 		t.Errorf("readPgbenchLogs = %d requests, %d errors; want 101, 1", res.Requests, res.Errors)

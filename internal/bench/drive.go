@@ -12,6 +12,10 @@ import (
 // one (nil) or not.
 type stepFunc func(ctx context.Context) error
 
+// batchStepFunc sends one query that answers n requests and reports n, how
+// many of them were not answered as expected, and the first such error.
+type batchStepFunc func(ctx context.Context) (n, failed int, err error)
+
 // result is the measurement of one phase.
 type result struct {
 	Requests int
@@ -25,6 +29,11 @@ type result struct {
 	ServerCPU time.Duration
 	ServerRSS int64
 	ServerHWM int64
+	// PGCPU is the CPU time of the bench database's client backends over
+	// the measured window (see backendMeter); PGMeasured tells whether it
+	// could be read.
+	PGCPU      time.Duration
+	PGMeasured bool
 }
 
 // rate returns requests per second.
@@ -53,20 +62,33 @@ func (r result) cpuPerRequest() float64 {
 	return float64(r.ServerCPU.Microseconds()) / float64(answered)
 }
 
+// pgCPUPerRequest returns the database backends' CPU time per answered
+// request in microseconds; 0 when nothing was answered.
+func (r result) pgCPUPerRequest() float64 {
+	answered := r.Requests - r.Errors
+	if answered <= 0 {
+		return 0
+	}
+	return float64(r.PGCPU.Microseconds()) / float64(answered)
+}
+
 // phase is one load phase: conns workers, each running its own step in a
 // loop, for warmup (not measured) then dur.
 type phase struct {
 	conns  int
 	warmup time.Duration
 	dur    time.Duration
-	// newStep returns worker w's step and a function that releases it.
-	newStep func(w int) (stepFunc, func())
+	// newStep returns worker w's step and a function that releases it;
+	// newBatchStep, when set instead, a step that answers several requests.
+	newStep      func(w int) (stepFunc, func())
+	newBatchStep func(w int) (batchStepFunc, func())
 	// windowFunc, when set, is called at the start and the end of the measured window.
 	windowFunc func(end bool)
 }
 
 // drive runs the phase and returns its measurement. A request counts when it
-// starts inside the measured window.
+// starts inside the measured window; a query that answers k requests counts
+// k, each with the query's latency.
 func drive(ctx context.Context, p phase) result {
 	start := time.Now()
 	mStart := start.Add(p.warmup)
@@ -82,7 +104,7 @@ func drive(ctx context.Context, p phase) result {
 	results := make([]workerResult, p.conns)
 	var wg sync.WaitGroup
 	for w := range p.conns {
-		step, release := p.newStep(w)
+		step, release := p.step(w)
 		wg.Go(func() {
 			defer release()
 			r := &results[w]
@@ -92,17 +114,17 @@ func drive(ctx context.Context, p phase) result {
 				if !t0.Before(mEnd) {
 					return
 				}
-				err := step(ctx)
+				n, failed, err := step(ctx)
 				d := time.Since(t0)
 				if t0.Before(mStart) {
 					continue
 				}
-				r.lat = append(r.lat, d)
-				if err != nil {
-					r.errs++
-					if r.errMsg == "" {
-						r.errMsg = err.Error()
-					}
+				for range n {
+					r.lat = append(r.lat, d)
+				}
+				r.errs += failed
+				if err != nil && r.errMsg == "" {
+					r.errMsg = err.Error()
 				}
 			}
 		})
@@ -136,6 +158,21 @@ func drive(ctx context.Context, p phase) result {
 	res.Elapsed = p.dur
 	res.P50, res.P95, res.P99 = percentiles(all)
 	return res
+}
+
+// step returns worker w's step, as a batch step answering one request
+// when the phase has plain steps.
+func (p phase) step(w int) (batchStepFunc, func()) {
+	if p.newBatchStep != nil {
+		return p.newBatchStep(w)
+	}
+	step, release := p.newStep(w)
+	return func(ctx context.Context) (int, int, error) {
+		if err := step(ctx); err != nil {
+			return 1, 1, err
+		}
+		return 1, 0, nil
+	}, release
 }
 
 // percentiles returns the 50th, 95th and 99th percentile (nearest rank) of

@@ -35,9 +35,15 @@ func pgbenchScript(lookupSQL string, maxID int64) (string, error) {
 	return fmt.Sprintf("\\set i random(1, %d)\n%s;\n", maxID, sql), nil
 }
 
+// pgbenchSampleInterval is how often the CPU of the database's backends is
+// read while pgbench runs; its window is known only from its log afterwards.
+const pgbenchSampleInterval = 100 * time.Millisecond
+
 // runPgbench runs pgbench with conns clients for warmup+dur and measures,
 // from its per-transaction log, the transactions that ended in the last dur.
-func runPgbench(ctx context.Context, bin, databaseURL, script, dir string, conns, threads int, warmup, dur time.Duration) (result, error) {
+// With meter set, the database backends' CPU time over that window is read
+// every pgbenchSampleInterval and interpolated at the window's ends.
+func runPgbench(ctx context.Context, bin, databaseURL, script, dir string, conns, threads int, warmup, dur time.Duration, meter *backendMeter) (result, error) {
 	scriptPath := filepath.Join(dir, "lookup.sql")
 	if err := os.WriteFile(scriptPath, []byte(script), 0o644); err != nil {
 		return result{}, fmt.Errorf("write pgbench script: %w", err)
@@ -57,10 +63,22 @@ func runPgbench(ctx context.Context, bin, databaseURL, script, dir string, conns
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
+	var smp *sampler
+	if meter.usable() {
+		smp = startSampler(ctx, meter, pgbenchSampleInterval)
+	}
 	runErr := cmd.Run()
-	res, err := readPgbenchLogs(logDir, warmup, dur)
+	var samples []cpuSample
+	var sampleErr error
+	if smp != nil {
+		samples, sampleErr = smp.stop()
+	}
+	res, from, err := readPgbenchLogs(logDir, warmup, dur)
 	if err != nil {
 		return result{}, err
+	}
+	if smp != nil && sampleErr == nil {
+		res.PGCPU, res.PGMeasured = cpuBetween(samples, from, from.Add(res.Elapsed))
 	}
 	if runErr != nil {
 		res.Errors++
@@ -71,17 +89,21 @@ func runPgbench(ctx context.Context, bin, databaseURL, script, dir string, conns
 			res.ErrorMsg = fmt.Sprintf("pgbench reports %d failed transactions", n)
 		}
 	}
+	if sampleErr != nil {
+		meter.fail(sampleErr)
+	}
 	return res, nil
 }
 
 // readPgbenchLogs reads pgbench's per-transaction logs ("client tx latency_us
 // script epoch_s epoch_us") and keeps the transactions that ended between
 // warmup and warmup+dur after the first one ended (or the last one, if
-// earlier).
-func readPgbenchLogs(dir string, warmup, dur time.Duration) (result, error) {
+// earlier). It returns the start of that window too; its length is the
+// result's Elapsed.
+func readPgbenchLogs(dir string, warmup, dur time.Duration) (result, time.Time, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "tx*"))
 	if err != nil || len(files) == 0 {
-		return result{}, fmt.Errorf("pgbench wrote no transaction log in %s", dir)
+		return result{}, time.Time{}, fmt.Errorf("pgbench wrote no transaction log in %s", dir)
 	}
 	type tx struct {
 		end time.Time
@@ -93,7 +115,7 @@ func readPgbenchLogs(dir string, warmup, dur time.Duration) (result, error) {
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return result{}, fmt.Errorf("read pgbench log: %w", err)
+			return result{}, time.Time{}, fmt.Errorf("read pgbench log: %w", err)
 		}
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
@@ -140,10 +162,10 @@ func readPgbenchLogs(dir string, warmup, dur time.Duration) (result, error) {
 	}
 	res.Elapsed = to.Sub(from)
 	if res.Elapsed < dur/2 {
-		return result{}, fmt.Errorf("pgbench ran %s past its warmup, want %s", max(res.Elapsed, 0), dur)
+		return result{}, time.Time{}, fmt.Errorf("pgbench ran %s past its warmup, want %s", max(res.Elapsed, 0), dur)
 	}
 	res.P50, res.P95, res.P99 = percentiles(lat)
-	return res, nil
+	return res, from, nil
 }
 
 // failedTransactions returns the count pgbench prints as "number of failed

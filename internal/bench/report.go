@@ -62,6 +62,18 @@ func columns() []column {
 		}},
 		{"server CPU %", server(func(r Row) string { return fmt.Sprintf("%.0f", medianOf(r, result.cpuPercent)) })},
 		{"server µs/req", server(func(r Row) string { return fmt.Sprintf("%.0f", medianOf(r, result.cpuPerRequest)) })},
+		{"PostgreSQL µs/req", func(r Row) string {
+			var v []float64
+			for _, res := range r.Runs {
+				if res.PGMeasured {
+					v = append(v, res.pgCPUPerRequest())
+				}
+			}
+			if len(v) == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", median(v))
+		}},
 		{"RSS MiB", server(func(r Row) string {
 			return fmt.Sprintf("%.1f", medianOf(r, func(res result) float64 { return float64(res.ServerRSS) / (1 << 20) }))
 		})},
@@ -69,6 +81,7 @@ func columns() []column {
 			return fmt.Sprintf("%.1f", medianOf(r, func(res result) float64 { return float64(res.ServerHWM) / (1 << 20) }))
 		})},
 		{"× pgx-direct", server(func(r Row) string { return ratio(r.Ratio) })},
+		{"× coalesced pgx", server(func(r Row) string { return ratio(r.RatioCoalesced) })},
 		{"× pgbench", server(func(r Row) string { return ratio(r.RatioPgbench) })},
 	}
 }
@@ -124,8 +137,16 @@ func (rep *Report) Markdown(command string) string {
 			fmt.Fprintf(&b, "; %s adds `%s` and runs `%s`", v.Name, strings.Join(v.Args, " "), v.Binary)
 		}
 	}
-	fmt.Fprintf(&b, "\n- pgx-direct: one goroutine per connection sends the lookup's statement with the arguments the lookup binds, through a pgxpool of %s; pgbench: one connection per client, the same spellings built in SQL from a random id\n", directPool(cfg.DirectPoolConns))
+	pool := directPool(cfg.DirectPoolConns, rep.PoolSize)
+	fmt.Fprintf(&b, "\n- %s: one goroutine per connection sends the lookup's statement, one request at a time, with the arguments the lookup binds, through a pgxpool of %s\n", TargetDirect, pool)
+	fmt.Fprintf(&b, "- %s: the server's coalesced statement (below) through the same pool, in queries of as many requests as custinfo's own in the same run at that connection count (a request alone with the lookup's statement as often as custinfo ran one alone, else a batch of custinfo's mean size), sent by as many goroutines as keep that many requests in flight; each answer checked\n", TargetCoalesced)
+	fmt.Fprintf(&b, "- pgbench (N clients): the lookup's statement, prepared, one connection per client, the same spellings built in SQL from a random id; one row with a client per connection, one with %s, the size of custinfo serve's database pool\n", clients(rep.PoolSize))
+	fmt.Fprintf(&b, "- Like for like: `× coalesced pgx` compares custinfo with the same statements in the same batches through the same pool, so what is left is custinfo's own work (HTTP, signatures, phone numbers, the coalescer's waiting); `× pgx-direct`, the headline, compares it with what a user would otherwise write, one statement per request, which custinfo's batches can beat; `× pgbench` is against %s, the database's limit with as many backends as custinfo's pool (the row with a client per connection is its limit with that many backends)\n", pgbenchTarget(rep.PoolSize))
+	b.WriteString("- `server µs/req`: custinfo's CPU time (`/proc/PID/stat`) over the measured window ÷ the requests answered without error; `PostgreSQL µs/req`: the same for the CPU time of the bench database's client backends (listed in `pg_stat_activity`, read in `/proc` at the window's start and end; for pgbench, whose window comes from its log, read every 100 ms and interpolated)\n")
 	fmt.Fprintf(&b, "- The lookup's statement:\n\n```sql\n%s\n```\n\n", rep.SQL)
+	if rep.BatchSQL != "" {
+		fmt.Fprintf(&b, "- Its coalesced form (`$1` the requests' values, `$2` the request each belongs to):\n\n```sql\n%s\n```\n\n", rep.BatchSQL)
+	}
 
 	cols := columns()
 	for _, c := range cols {
@@ -146,6 +167,12 @@ func (rep *Report) Markdown(command string) string {
 		}
 		b.WriteString("|\n")
 	}
+	if len(rep.Mixes) > 0 {
+		b.WriteString("\ncustinfo's batches, as the coalesced pgx baseline repeated them:\n\n")
+		for _, m := range rep.Mixes {
+			fmt.Fprintf(&b, "- %d conns, run %d: %s; %d goroutine(s)\n", m.Conns, m.Run+1, m.Mix, m.Workers)
+		}
+	}
 	var notes []string
 	for _, r := range rep.Rows {
 		for _, res := range r.Runs {
@@ -161,14 +188,14 @@ func (rep *Report) Markdown(command string) string {
 	return b.String()
 }
 
-func directPool(n int) string {
+func directPool(n, serve int) string {
 	switch {
 	case n > 0:
 		return fmt.Sprintf("%d connections", n)
 	case n < 0:
 		return "one connection per goroutine"
 	}
-	return "pgx's default size (as custinfo serve's)"
+	return fmt.Sprintf("%d connections, custinfo serve's pool (pgx's default unless `--pool-max-conns` is given)", serve)
 }
 
 // Markers delimit the generated section of the benchmarks document; what is

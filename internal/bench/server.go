@@ -9,9 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // benchAuditKey keys the access log's query hashes of the measured servers.
@@ -27,19 +30,36 @@ func serverAudited() bool {
 
 // server is a custinfo serve child process.
 type server struct {
-	cmd     *exec.Cmd
-	addr    string
-	logPath string
-	exited  chan struct{}
-	waitErr error
+	cmd         *exec.Cmd
+	addr        string
+	metricsAddr string // where /metrics is served; "" when not asked for
+	logPath     string
+	exited      chan struct{}
+	waitErr     error
 }
 
 // startServer starts binary serve on a free loopback port with the given
 // extra arguments and environment and waits until /readyz answers 200.
-func startServer(ctx context.Context, binary, databaseURL, dir, name string, args, env []string) (*server, error) {
+// With metrics set it serves /metrics too, on another free loopback port
+// (--metrics-addr), unless args name one.
+func startServer(ctx context.Context, binary, databaseURL, dir, name string, args, env []string, metrics bool) (*server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
+	}
+	var metricsAddr string
+	if metrics {
+		if v, ok := flagValue(args, "metrics-addr"); ok {
+			metricsAddr = v
+			if strings.HasPrefix(v, ":") {
+				metricsAddr = "127.0.0.1" + v
+			}
+		} else {
+			if metricsAddr, err = freeAddr(); err != nil {
+				return nil, err
+			}
+			args = append([]string{"--metrics-addr", metricsAddr}, args...)
+		}
 	}
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
@@ -60,7 +80,7 @@ func startServer(ctx context.Context, binary, databaseURL, dir, name string, arg
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}
-	s := &server{cmd: cmd, addr: addr, logPath: logPath, exited: make(chan struct{})}
+	s := &server{cmd: cmd, addr: addr, metricsAddr: metricsAddr, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		s.waitErr = cmd.Wait()
 		close(s.exited)
@@ -129,6 +149,58 @@ func (s *server) exitError() error {
 		return fmt.Errorf("server exited: %w", s.waitErr)
 	}
 	return nil
+}
+
+// flagValue returns the value of flag name (given as -name or --name,
+// followed by its value or with =value) in args; the last one counts, as
+// for the flag package.
+func flagValue(args []string, name string) (string, bool) {
+	var v string
+	found := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		switch {
+		case a == name && i+1 < len(args):
+			v, found = args[i+1], true
+			i++
+		case strings.HasPrefix(a, name+"="):
+			v, found = a[len(name)+1:], true
+		}
+	}
+	return v, found
+}
+
+// servePoolSize returns the largest number of database connections custinfo
+// serve opens with databaseURL and the extra arguments args: pgx's default
+// (max(4, CPUs), or pool_max_conns in the URL), unless --pool-max-conns sets
+// another, raised to --pool-min-conns.
+func servePoolSize(databaseURL string, args []string) (int, error) {
+	pc, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return 0, fmt.Errorf("parse bench database url: %w", err)
+	}
+	n := int(pc.MaxConns)
+	if v, ok := flagValue(args, "pool-max-conns"); ok {
+		m, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("serve argument --pool-max-conns %q: %w", v, err)
+		}
+		if m > 0 {
+			n = m
+		}
+	}
+	if v, ok := flagValue(args, "pool-min-conns"); ok {
+		m, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("serve argument --pool-min-conns %q: %w", v, err)
+		}
+		n = max(n, m)
+	}
+	return n, nil
 }
 
 // freeAddr returns a loopback address with a port nobody listens on now.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/custinfo/custinfo/internal/lookup"
 	"github.com/custinfo/custinfo/internal/phone"
 )
 
@@ -47,6 +48,8 @@ type item struct {
 	idText string // customer_no of a hit
 	sql    string // the lookup's statement for the request, for the pgx baseline
 	args   []any  // the lookup's bound arguments, for the pgx baseline
+	// prep is the request bound by the lookup, for the coalesced pgx baseline.
+	prep lookup.Prepared
 }
 
 // spelling is one way a helpdesk may send a caller's number.
