@@ -345,3 +345,41 @@ func TestDirectBaselines(t *testing.T) {
 		t.Errorf("coalesced step with wrong expectations = %d, %d failed, %v; want 6 and some failed", n, failed, err)
 	}
 }
+
+// The generated section says which comparisons are like for like, shows the
+// coalesced statement and custinfo's batches, and fills the PostgreSQL
+// column only where it was measured.
+func TestMarkdownComparisons(t *testing.T) {
+	t.Parallel()
+	res := func(rate int, pg time.Duration, measured bool) []result {
+		return []result{{Requests: rate, Elapsed: time.Second, PGCPU: pg, PGMeasured: measured}}
+	}
+	rep := &Report{
+		Config:   Config{Rows: 10, Lookup: "customer", Duration: time.Second, Runs: 1},
+		SQL:      "SELECT 1",
+		BatchSQL: "SELECT custinfo_req.ord",
+		PoolSize: 4,
+		Rows: []Row{
+			{Conns: 8, Target: TargetDirect, Runs: res(1000, 100*time.Millisecond, true)},
+			{Conns: 8, Target: pgbenchTarget(4), Runs: res(2000, 0, false)},
+			{Conns: 8, Target: TargetCustinfo, Runs: res(500, 50*time.Millisecond, true), Ratio: 0.5, RatioCoalesced: 0.25, RatioPgbench: 0.25, server: true},
+		},
+		Mixes: []MixNote{{Conns: 8, Run: 0, Workers: 2, Mix: batchMix{Alone: 50, Queries: 90, Batched: 450}}},
+	}
+	md := rep.Markdown("custinfo-bench")
+	for _, want := range []string{
+		"| PostgreSQL µs/req |",
+		"| × coalesced pgx |",
+		"| 8 | pgx-direct | 1000 | 0.00 | 0.00 | 0.00 | 0 | – | – | 100 |",
+		"| 8 | pgbench (4 clients) | 2000 | 0.00 | 0.00 | 0.00 | 0 | – | – | – |",
+		"| 0.50 | 0.25 | 0.25 |",
+		"Like for like: `× coalesced pgx`",
+		"against pgbench (4 clients)",
+		"```sql\nSELECT custinfo_req.ord\n```",
+		"- 8 conns, run 1: 10% of requests alone, the rest in 90 coalesced queries of 5.0 on average; 2 goroutine(s)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
