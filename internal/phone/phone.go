@@ -206,7 +206,7 @@ func clean(s string) (digits string, plus bool, err *Error) {
 // tryParse parses s with default region r and reports whether the result is
 // a valid number; a result that is not even a possible number is an *Error.
 func tryParse(s, r string) (n *phonenumbers.PhoneNumber, valid bool, err *Error) {
-	n, perr := phonenumbers.Parse(s, r)
+	n, perr := parseDigits(s, r)
 	if perr != nil {
 		return nil, false, &Error{Reason: parseReason(perr)}
 	}
@@ -227,13 +227,13 @@ func tryParse(s, r string) (n *phonenumbers.PhoneNumber, valid bool, err *Error)
 	default:
 		return nil, false, &Error{Reason: "number has the wrong length for its country"}
 	}
-	if phonenumbers.IsValidNumber(n) {
+	if isValid(n) {
 		return n, true, nil
 	}
 	// libphonenumber may strip a trunk prefix from an unknown range each
 	// time it parses it ("+82 0000…"): such a number has no stable E.164 form.
 	e164 := phonenumbers.Format(n, phonenumbers.E164)
-	m, perr := phonenumbers.Parse(e164, "")
+	m, perr := parseDigits(e164, "")
 	if perr != nil || phonenumbers.Format(m, phonenumbers.E164) != e164 {
 		return nil, false, &Error{Reason: "not a valid phone number"}
 	}
