@@ -1,10 +1,16 @@
-// Package phone turns a phone number, as a caller types it or a CRM stores it,
-// into every common spelling of that number, so a lookup can match a column
-// holding mixed formats with `col = ANY($n)` and keep using the column's index.
+// Package phone reads a phone number as a caller types it or a CRM stores it.
+// Keys gives the few normalised forms (see Key, the Go mirror of the SQL
+// function custinfo.phone_key) that a stored value of the same number can
+// have, and no other number's, so a lookup matches
+// `custinfo.phone_key(col) = ANY($n)` over an expression index; Spellings
+// gives the number's common spellings, for matching raw stored values.
 //
-// It is a thin layer over github.com/nyaruka/phonenumbers (libphonenumber's
-// metadata): this package cleans the input, picks the right interpretation of
-// digits given without a '+', and renders the spellings.
+// It stands on github.com/nyaruka/phonenumbers (libphonenumber's metadata):
+// this package cleans the input, picks the right interpretation of digits
+// given without a '+', and reads digits and judges validity from the
+// library's metadata the way the library does (reading.go, valid.go; held
+// equal to the library by differential tests), which costs a fraction of
+// the library's general-purpose parse.
 package phone
 
 import (

@@ -105,12 +105,15 @@ func isValid(n *phonenumbers.PhoneNumber) bool {
 	nsn := phonenumbers.GetNationalSignificantNumber(n)
 	if len(regions) == 1 {
 		m := metaForRegionOrCallingCode(cc, regions[0])
-		return m != nil && m.validity().known(nsn)
+		if m == nil {
+			return phonenumbers.IsValidNumber(n)
+		}
+		return m.validity().known(nsn)
 	}
 	for _, r := range regions {
 		m := metaForRegionOrCallingCode(cc, r)
 		if m == nil {
-			return false
+			return phonenumbers.IsValidNumber(n)
 		}
 		v := m.validity()
 		if v.leading != nil {
