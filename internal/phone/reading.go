@@ -32,6 +32,10 @@ type regionMeta struct {
 	idd         *regexp.Regexp // international prefix, nil for none
 	lengths     []int32        // possible lengths of the general description, ascending
 	localOnly   []int32
+
+	md        *phonenumbers.PhoneMetadata
+	validOnce sync.Once
+	valid     *validity // see validity, compiled on first use
 }
 
 var (
@@ -60,6 +64,7 @@ func loadMeta() {
 			general:     regexp.MustCompile("^(?:" + m.GetGeneralDesc().GetNationalNumberPattern() + ")$"),
 			lengths:     m.GetGeneralDesc().GetPossibleLength(),
 			localOnly:   m.GetGeneralDesc().GetPossibleLengthLocalOnly(),
+			md:          m,
 		}
 		if p := m.GetNationalPrefixForParsing(); p != "" {
 			rm.npParse = regexp.MustCompile("^(?:" + p + ")")
@@ -156,27 +161,34 @@ func (m *regionMeta) stripNationalPrefix(number string) string {
 // ok is false when the library does not read key as a number, or when
 // readKey cannot tell without parsing.
 func readKey(key string, home *regionMeta) (e164 string, ok bool) {
-	var (
-		m        *regionMeta
-		national string
-	)
+	m, national, ok := readNumber(key, home)
+	if !ok {
+		return "", false
+	}
+	return "+" + m.ccDigits + national, true
+}
+
+// readNumber is readKey's reading: the metadata of the calling code the
+// library reads key with and the national significant number, digits with
+// any leading zeros, or ok false.
+func readNumber(key string, home *regionMeta) (m *regionMeta, national string, ok bool) {
 	if d, plus := strings.CutPrefix(key, "+"); plus {
 		if len(d) <= 2 { // MIN_LENGTH_FOR_NSN after the '+'
-			return "", false
+			return nil, "", false
 		}
 		m, national = callingCodePrefix(d)
 		if m == nil {
-			return "", false
+			return nil, "", false
 		}
 	} else {
 		if home == nil || len(key) < 2 {
-			return "", false
+			return nil, "", false
 		}
 		if home.idd != nil {
 			if loc := home.idd.FindStringIndex(key); loc != nil && loc[0] == 0 {
 				// An international prefix: the library reads what follows
 				// as a country code (unless it starts with 0). Not followed.
-				return "", false
+				return nil, "", false
 			}
 		}
 		m, national = home, key
@@ -188,13 +200,13 @@ func readKey(key string, home *regionMeta) (e164 string, ok bool) {
 				national = pot
 				m = metaForCallingCode(home.cc)
 				if m == nil {
-					return "", false
+					return nil, "", false
 				}
 			}
 		}
 	}
 	if len(national) < 2 {
-		return "", false
+		return nil, "", false
 	}
 	if pot := m.stripNationalPrefix(national); pot != national {
 		switch m.testLength(len(pot)) {
@@ -204,14 +216,14 @@ func readKey(key string, home *regionMeta) (e164 string, ok bool) {
 		}
 	}
 	if len(national) < 2 || len(national) > 17 {
-		return "", false
+		return nil, "", false
 	}
 	for i := 0; i < len(national); i++ {
 		if national[i] < '0' || national[i] > '9' {
-			return "", false
+			return nil, "", false
 		}
 	}
-	return "+" + m.ccDigits + national, true
+	return m, national, true
 }
 
 // callingCodePrefix splits d, the digits after a '+', into the metadata of
@@ -231,4 +243,59 @@ func callingCodePrefix(d string) (*regionMeta, string) {
 		}
 	}
 	return nil, ""
+}
+
+// parseDigits is phonenumbers.Parse(s, region) for s made only of digits,
+// with or without a leading '+': what parse hands the library once clean has
+// run. When readNumber can tell how the library reads s, the number is built
+// from the metadata, as the library builds it, without the library's
+// extraction and extension expressions; otherwise the library parses s.
+// TestParseDigitsEqualsLibrary and FuzzParseDigits hold the two equal.
+func parseDigits(s, region string) (*phonenumbers.PhoneNumber, error) {
+	if !allDigits(strings.TrimPrefix(s, "+")) {
+		return phonenumbers.Parse(s, region)
+	}
+	var home *regionMeta
+	if region != "" {
+		home = metaForRegion(region)
+	}
+	m, national, ok := readNumber(s, home)
+	if !ok {
+		return phonenumbers.Parse(s, region)
+	}
+	return newNumber(int32(m.cc), national), nil
+}
+
+// newNumber is the number the library's parse fills in for calling code cc
+// and national significant number national (digits, leading zeros kept):
+// its setItalianLeadingZerosForPhoneNumber and national number.
+func newNumber(cc int32, national string) *phonenumbers.PhoneNumber {
+	nn, _ := strconv.ParseUint(national, 10, 64) // at most 17 digits
+	n := &phonenumbers.PhoneNumber{CountryCode: &cc, NationalNumber: &nn}
+	if len(national) > 1 && national[0] == '0' {
+		lead := true
+		n.ItalianLeadingZero = &lead
+		zeros := int32(1)
+		// An all-zero number's last 0 is not a leading zero.
+		for int(zeros) < len(national)-1 && national[zeros] == '0' {
+			zeros++
+		}
+		if zeros != 1 {
+			n.NumberOfLeadingZeros = &zeros
+		}
+	}
+	return n
+}
+
+// allDigits reports whether s is one or more ASCII digits.
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nyaruka/phonenumbers"
+	"google.golang.org/protobuf/proto"
 )
 
 // libraryRead is what readKey predicts: the E.164 number the library parses
@@ -98,4 +99,64 @@ func TestReadKeyAgreesWithParse(t *testing.T) {
 	if answered < known*8/10 {
 		t.Errorf("readKey answers %d of the %d keys the library reads; want at least 80 %%", answered, known)
 	}
+}
+
+// TestParseDigitsEqualsLibrary holds parseDigits to phonenumbers.Parse: for
+// every probe, '+' probes read with no region too, it returns the number the
+// library returns, field for field, or the library's error.
+func TestParseDigitsEqualsLibrary(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(11, 2))
+	probes := readKeyProbes(r)
+	regions := []string{"", "KR", "US", "GB", "JP", "EG", "CN", "DE", "IT", "BR", "AR", "CA", "GG", "SG", "RU", "FR"}
+	var fast, total int
+	for _, region := range regions {
+		m := metaForRegion(region)
+		for _, p := range probes {
+			total++
+			if _, _, ok := readNumber(p, m); ok {
+				fast++
+			}
+			checkParseDigits(t, p, region)
+		}
+	}
+	t.Logf("%d probes × regions: %d read from the metadata, the rest parsed by the library", total, fast)
+	if fast < total/2 {
+		t.Errorf("only %d of %d probes took the metadata path; want at least half", fast, total)
+	}
+}
+
+// checkParseDigits fails t unless parseDigits(s, region) and
+// phonenumbers.Parse(s, region) agree.
+func checkParseDigits(t *testing.T, s, region string) {
+	t.Helper()
+	got, gerr := parseDigits(s, region)
+	want, werr := phonenumbers.Parse(s, region)
+	switch {
+	case (gerr == nil) != (werr == nil):
+		t.Errorf("parseDigits(%q, %q): error %v; the library's %v", s, region, gerr, werr)
+	case gerr != nil:
+		if gerr.Error() != werr.Error() {
+			t.Errorf("parseDigits(%q, %q): error %v; the library's %v", s, region, gerr, werr)
+		}
+	case !proto.Equal(got, want):
+		t.Errorf("parseDigits(%q, %q) = %v; the library parses %v", s, region, got, want)
+	}
+}
+
+// FuzzParseDigits holds parseDigits to the library on any digit string,
+// with and without '+', in a few regions.
+func FuzzParseDigits(f *testing.F) {
+	for _, s := range []string{"01012345678", "+821012345678", "8201012345678", "00821012345678",
+		"4155550123", "14155550123", "+14155550123", "02079460018", "442079460018", "0000", "+800 1234 5678",
+		"0612345678", "390612345678", "+390612345678", "0012", "+0", "1", "+", ""} {
+		f.Add(s, uint8(0))
+	}
+	regions := []string{"", "KR", "US", "GB", "IT", "AR", "DE", "EG"}
+	f.Fuzz(func(t *testing.T, s string, ri uint8) {
+		if len(s) > MaxInputLen {
+			return
+		}
+		checkParseDigits(t, s, regions[int(ri)%len(regions)])
+	})
 }
