@@ -127,6 +127,14 @@ func (rep *Report) Markdown(command string) string {
 	}
 	for _, v := range cfg.Variants {
 		switch {
+		case v.Tracing:
+			fmt.Fprintf(&b, "; %s has tracing on, every span exported to an OTLP sink on this machine", v.Name)
+			if len(v.Args) > 0 {
+				fmt.Fprintf(&b, ", and adds `%s`", strings.Join(v.Args, " "))
+			}
+			if v.Binary != "" {
+				fmt.Fprintf(&b, ", and runs `%s`", v.Binary)
+			}
 		case len(v.Args) == 0 && v.Binary == "":
 			fmt.Fprintf(&b, "; %s is the same server again", v.Name)
 		case len(v.Args) == 0:
