@@ -377,15 +377,7 @@ func FuzzKeys(f *testing.F) {
 
 // BenchmarkKeys measures Keys on the shapes the helpdesk sends, with home KR.
 func BenchmarkKeys(b *testing.B) {
-	cases := []struct{ name, number, region string }{
-		{"KR national", "010-1234-5678", "KR"},
-		{"KR E.164", "+821012345678", ""},
-		{"KR international digits", "821012345678", "82"},
-		{"US formatted", "+1 (415) 555-2671", ""},
-		{"GB national", "020 7946 0018", "GB"},
-		{"invalid", "' OR 1=1 --", "KR"},
-	}
-	for _, c := range cases {
+	for _, c := range benchNumbers {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
