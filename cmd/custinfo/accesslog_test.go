@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/custinfo/custinfo/internal/audit"
 	"github.com/custinfo/custinfo/internal/pgtest"
 	"github.com/custinfo/custinfo/internal/signature"
@@ -100,12 +98,8 @@ func alNewRequest(base, id string, r alRequest) (*http.Request, error) {
 // row with its status, and that no row holds a clear phone number.
 func TestAccessLogAfterShutdownUnderLoad(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
-	admin, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(admin.Close)
+	admin := pgtest.New(t)
+	dbURL := admin.Config().ConnString()
 	if _, err := admin.Exec(context.Background(), alSeedSQL); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
@@ -363,13 +357,9 @@ func TestParseRetention(t *testing.T) {
 // TestAccessLogCommands runs access-log hash and prune as an admin would.
 func TestAccessLogCommands(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
-	pool, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	_, err = pool.Exec(context.Background(), `INSERT INTO custinfo.access_log (at, request_id, lookup, code, status, latency_us)
+	pool := pgtest.New(t)
+	dbURL := pool.Config().ConnString()
+	_, err := pool.Exec(context.Background(), `INSERT INTO custinfo.access_log (at, request_id, lookup, code, status, latency_us)
 		SELECT now() - make_interval(days => d), 'r' || d, 'customer', 'ok', 200, 1000
 		FROM generate_series(0, 800, 100) AS d`) // 9 rows, 0 to 800 days old
 	if err != nil {

@@ -272,12 +272,8 @@ func cliServe(t *testing.T, dbURL string) string {
 
 func TestCLIKeysAddRefusesWeakKeys(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.New(t)
+	url := pool.Config().ConnString()
 	if _, err := pool.Exec(context.Background(), `CREATE TABLE people (id int PRIMARY KEY, name text); INSERT INTO custinfo.lookups (name, source) VALUES ('names', 'people')`); err != nil {
 		t.Fatal(err)
 	}

@@ -42,10 +42,9 @@ var composeVar = regexp.MustCompile(`\$\{[A-Z0-9_]+:-([^}]*)\}`)
 // fresh machine without those variables set sees it.
 func composeDefault(s string) string { return composeVar.ReplaceAllString(s, "$1") }
 
-// TestComposeFile checks the rules docker-compose.yml keeps in every profile,
-// so that a first `docker compose up` on a fresh machine works: they were
-// each found broken once (see the comment at the top of the file).
-func TestComposeFile(t *testing.T) {
+// composeServices reads the services of the project's docker-compose.yml.
+func composeServices(t *testing.T) map[string]composeService {
+	t.Helper()
 	raw, err := os.ReadFile("../../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +55,14 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &file); err != nil {
 		t.Fatalf("parse docker-compose.yml: %v", err)
 	}
-	services := file.Services
+	return file.Services
+}
+
+// TestComposeFile checks the rules docker-compose.yml keeps in every profile,
+// so that a first `docker compose up` on a fresh machine works: they were
+// each found broken once (see the comment at the top of the file).
+func TestComposeFile(t *testing.T) {
+	services := composeServices(t)
 	if len(services) < 4 {
 		t.Fatalf("docker-compose.yml has %d services, want at least postgres, migrate, demo and server", len(services))
 	}
@@ -182,18 +188,8 @@ func TestComposeHAProxy(t *testing.T) {
 			servers = append(servers, strings.Split(f[2], ":")[0])
 		}
 	}
-	compose, err := os.ReadFile("../../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file struct {
-		Services map[string]composeService `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(compose, &file); err != nil {
-		t.Fatalf("parse docker-compose.yml: %v", err)
-	}
 	var instances []string
-	for name, s := range file.Services {
+	for name, s := range composeServices(t) {
 		if slices.Contains(s.Profiles, "scale") && len(s.Command) > 0 && s.Command[0] == "serve" {
 			instances = append(instances, name)
 		}
@@ -223,17 +219,7 @@ func TestComposeHAProxy(t *testing.T) {
 // provisioned with the dashboard and that Prometheus, for anonymous viewers.
 func TestComposeObservability(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("../../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file struct {
-		Services map[string]composeService `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(raw, &file); err != nil {
-		t.Fatalf("parse docker-compose.yml: %v", err)
-	}
-	services := file.Services
+	services := composeServices(t)
 	prom, okProm := services["prometheus"]
 	graf, okGraf := services["grafana"]
 	if !okProm || !okGraf {

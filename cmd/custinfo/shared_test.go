@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/custinfo/custinfo/internal/pgtest"
 )
 
@@ -41,12 +39,8 @@ INSERT INTO custinfo.api_keys (secret, label) VALUES ('access-log-test-key-7f3a'
 // counts nothing.
 func TestSharedNumber(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
-	admin, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(admin.Close)
+	admin := pgtest.New(t)
+	dbURL := admin.Config().ConnString()
 	if _, err := admin.Exec(context.Background(), sharedSeedSQL); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
