@@ -37,19 +37,7 @@ func TestListenThroughTransactionPoolerPolls(t *testing.T) {
 		PollInterval: 200 * time.Millisecond,
 		ProbeTimeout: 500 * time.Millisecond,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := h.Load(ctx); err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = h.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	loadAndRun(t, h)
 	testwait.Until(t, "the warning that config changes are polled", 10*time.Second, func() bool {
 		return strings.Contains(logs.String(), "config changes are polled")
 	})

@@ -32,12 +32,21 @@ INSERT INTO custinfo.api_keys (lookup, secret) VALUES ('customer', 'key-one-0123
 func start(t *testing.T) (*pgxpool.Pool, *reload.Holder) {
 	t.Helper()
 	pool := pgtest.New(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := pool.Exec(ctx, fixture); err != nil {
+	if _, err := pool.Exec(context.Background(), fixture); err != nil {
 		t.Fatalf("fixture: %v", err)
 	}
 	h := reload.New(reload.Config{Pool: pool, Interval: time.Hour, Backoff: 50 * time.Millisecond})
+	loadAndRun(t, h)
+	return pool, h
+}
+
+// loadAndRun loads h and runs it until the test ends; the context it
+// returns is cancelled then.
+func loadAndRun(t *testing.T, h *reload.Holder) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	if err := h.Load(ctx); err != nil {
+		cancel()
 		t.Fatalf("Load: %v", err)
 	}
 	done := make(chan struct{})
@@ -49,7 +58,7 @@ func start(t *testing.T) (*pgxpool.Pool, *reload.Holder) {
 		cancel()
 		<-done
 	})
-	return pool, h
+	return ctx
 }
 
 func fieldNames(t *testing.T, pool *pgxpool.Pool, h *reload.Holder) []string {
@@ -293,24 +302,12 @@ func TestStatusRecorded(t *testing.T) {
 func TestConfigLoadedOncePerLoad(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.New(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := pool.Exec(ctx, fixture); err != nil {
+	if _, err := pool.Exec(context.Background(), fixture); err != nil {
 		t.Fatalf("fixture: %v", err)
 	}
 	var logs pgtest.LogBuffer
 	h := reload.New(reload.Config{Pool: pool, Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err := h.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = h.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	ctx := loadAndRun(t, h)
 	testwait.Until(t, "listener connected", 15*time.Second, func() bool {
 		var n int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN `+reload.Channel+`'`).Scan(&n)
