@@ -76,6 +76,9 @@ type Holder struct {
 	started time.Time
 	// statusBroken is set while writing custinfo.status fails (under mu).
 	statusBroken bool
+	// stopped is set by Stopped (under mu): the row of custinfo.status is
+	// final, and a load still running as the server stops leaves it so.
+	stopped bool
 
 	lastCfg lookup.Config // what cur was compiled from; under mu
 }

@@ -292,8 +292,20 @@ func TestStatusRecorded(t *testing.T) {
 	if err := h.Stopped(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r := read(); r.stoppedAt == nil {
-		t.Error("stopped_at not set by Stopped")
+	stopped := read()
+	if stopped.stoppedAt == nil {
+		t.Fatal("stopped_at not set by Stopped")
+	}
+	// Loads still running as the server stops (Run's, their context
+	// cancelled by the same signal) leave the stopped row as it is.
+	if err := h.Load(cctx); err == nil {
+		t.Fatal("Load with a cancelled context succeeded")
+	}
+	if err := h.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if r := read(); r.stoppedAt == nil || !r.stoppedAt.Equal(*stopped.stoppedAt) || !r.checkedAt.Equal(stopped.checkedAt) {
+		t.Errorf("status after loads that ended after Stopped = %+v, want it as Stopped left it (%+v)", r, stopped)
 	}
 }
 

@@ -74,7 +74,7 @@ func statusJSON(snap *lookup.Snapshot, used map[int64]time.Time, now time.Time) 
 // logged (once until a write succeeds again) and changes nothing else.
 func (h *Holder) recordStatus(ctx context.Context, snap *lookup.Snapshot, loadErr error) {
 	in := h.cfg.Instance
-	if in == nil {
+	if in == nil || h.stopped {
 		return
 	}
 	now := h.cfg.NowFunc()
@@ -112,15 +112,18 @@ func (h *Holder) statusFailed(err error) {
 }
 
 // Stopped brings this server's row of custinfo.status up to date (the keys'
-// last use) and marks it stopped.
+// last use) and marks it stopped. A load that ends after it (one that Run
+// had in flight as the server stopped) no longer writes the row, which
+// would clear stopped_at again.
 func (h *Holder) Stopped(ctx context.Context) error {
 	if h.cfg.Instance == nil {
 		return nil
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if snap := h.Snapshot(); snap != nil {
 		h.recordStatus(ctx, snap, nil)
 	}
-	h.mu.Unlock()
+	h.stopped = true
 	return store.New(h.cfg.Pool).RecordStopped(ctx, h.cfg.Instance.Name, h.cfg.NowFunc())
 }
